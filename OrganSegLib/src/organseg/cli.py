@@ -1,0 +1,44 @@
+"""The `organseg` command: one sub-command per module in `organseg.commands`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from organseg import __version__
+from organseg.errors import OrganSegError
+
+#: Sub-command modules; each has `register(subparsers)` that sets `func(args) -> int` on its parser.
+COMMANDS = ("segment", "organs", "models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="organseg", description="Per-organ CT segmentation (OrganSeg).")
+    parser.add_argument("--version", action="version", version=f"organseg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"organseg.commands.{name.replace('-', '_')}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a sub-command; user errors print one line on stderr and give a non-zero exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OrganSegError as err:
+        print(f"organseg {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print(f"organseg {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"organseg {args.command}: error: out of memory; use a smaller --batch-size or crop the CT",
+              file=sys.stderr)
+        return 5
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`organseg organs`: the catalogue, and which organs have a model installed."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from organseg.catalogue import ORGANS
+from organseg.model_package import ModelStore
+from organseg.postprocess import RULES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("organs", help="list the organs of the catalogue")
+    p.add_argument("--models", action="append", help="model folder (repeatable; default: the standard places)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = ModelStore(args.models) if args.models else ModelStore()
+    installed = store.available()
+    rows = [{"organ": o.key, "label": o.label, "name": o.display_name, "region": o.region,
+             "colour": "#%02x%02x%02x" % o.colour, "snomed_category": "SCT 123037004 Anatomical Structure",
+             "snomed_type": f"SCT {o.snomed_code} {o.snomed_meaning}", "anchor": o.anchor,
+             "anchor_rules_need": list(RULES[o.key].anchors),
+             "model": f"v{max(installed[o.key])}" if o.key in installed else None} for o in ORGANS]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'organ':<20}{'label':>5}  {'name':<20}{'region':<10}{'colour':<9}{'SNOMED CT type':<34}"
+          f"{'anchor':<8}model")
+    for r in rows:
+        print(f"{r['organ']:<20}{r['label']:>5}  {r['name']:<20}{r['region']:<10}{r['colour']:<9}"
+              f"{r['snomed_type']:<34}{'yes' if r['anchor'] else '':<8}{r['model'] or '-'}")
+    return 0

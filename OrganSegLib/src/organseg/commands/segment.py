@@ -1,0 +1,78 @@
+"""`organseg segment CT -o OUTDIR --organs ...`: masks, label map and statistics on the CT's grid."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from organseg.catalogue import parse_organs
+from organseg.io import read_ct
+from organseg.model_package import ModelStore
+from organseg.outputs import check_output_dir, write_result
+from organseg.runtime import DEVICES
+from organseg.segmenter import Progress, Segmenter
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("segment", help="segment organs of a CT (NIfTI, NRRD, MHA or DICOM folder)")
+    p.add_argument("ct", type=Path, help="CT image file or DICOM series folder")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--organs", default="all", help="comma-separated organ names, or 'all' (default)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where the networks run (default auto)")
+    p.add_argument("--engine", default="auto", choices=("auto", "onnx", "torch"),
+                   help="inference engine; auto: ONNX Runtime on the CPU, PyTorch on GPUs")
+    p.add_argument("--models", action="append", type=Path, help="model folder (repeatable)")
+    p.add_argument("--format", default="nifti", choices=("nifti", "nrrd"), help="image format of the outputs")
+    p.add_argument("--no-postprocess", action="store_true", help="keep the raw network masks")
+    p.add_argument("--anchor-rules", default="",
+                   help="switch anchor rules per organ, e.g. 'pancreas=on,liver=off' (default: the rule table)")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per network batch (default 16)")
+    p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
+    p.set_defaults(func=run)
+
+
+def parse_switches(spec: str) -> dict[str, bool]:
+    """'pancreas=on,liver=off' -> {'pancreas': True, 'liver': False}."""
+    switches = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, value = item.partition("=")
+        if value not in ("on", "off"):
+            from organseg.errors import InputError
+            raise InputError(f"--anchor-rules: '{item}' should be ORGAN=on or ORGAN=off")
+        switches[parse_organs(name)[0].key] = value == "on"
+    return switches
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.output, args.overwrite)
+    organs = [o.key for o in parse_organs(args.organs)]
+    segmenter = Segmenter(ModelStore(args.models) if args.models else None, args.device, args.engine,
+                          args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules))
+    packages, added, _ = segmenter.plan(organs)
+    image = read_ct(args.ct, args.series_uid)
+    if added:
+        print(f"adding anchor organs for post-processing: {', '.join(added)}", file=sys.stderr)
+    bar = tqdm(total=len(packages), unit="organ", file=sys.stderr)
+
+    def progress(p: Progress) -> None:
+        if p.stage == "inference":
+            bar.set_description(f"{p.organ.display_name} ({p.index}/{p.total})")
+        elif p.stage == "done" and p.index <= bar.total:
+            bar.update(1)
+
+    result = segmenter.segment(image, organs, progress=progress, source=str(args.ct))
+    bar.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    write_result(result, args.output, args.format, args.overwrite, source=str(args.ct))
+    print(f"{'organ':<20}{'volume mL':>11}{'seconds':>9}  model")
+    for row in result.stats:
+        print(f"{row['organ']:<20}{row['volume_ml']:>11.1f}{result.seconds[row['organ']]:>9.2f}  "
+              f"{result.models[row['organ']]}")
+    organ_seconds = [v for k, v in result.seconds.items() if not k.startswith("_")]
+    print(f"pre-processing {result.seconds.get('_prepare', 0.0):.2f} s; "
+          f"{sum(organ_seconds) / max(len(organ_seconds), 1):.2f} s per organ; results in {args.output}")
+    return 0

@@ -1,0 +1,103 @@
+"""Reading CT images and writing results with SimpleITK, geometry kept exact.
+
+SimpleITK images are in LPS patient coordinates (as DICOM and ITK); NIfTI's RAS convention is converted
+by ITK's reader and writer, so nothing here flips signs by hand. Slicer works in RAS: see `ijk_to_ras`.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from organseg.errors import InputError, OutputError
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+#: Diagonal that turns LPS coordinates into RAS (its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def ijk_to_ras(image: sitk.Image) -> np.ndarray:
+    """4x4 matrix from voxel index (i, j, k) to RAS millimetres, as Slicer's volume nodes take it."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = LPS_TO_RAS @ np.array(image.GetOrigin(), dtype=float)
+    return matrix
+
+
+def read_ct(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Image:
+    """Read a CT from a NIfTI/NRRD/MHA file or a DICOM series folder and check it is a 3D CT in HU."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        from organseg.dicom_series import read_series
+        image = read_series(path, series_uid=series_uid)
+    else:
+        image = _read_file(path)
+    check_ct(image, path)
+    return image
+
+
+def _read_file(path: Path) -> sitk.Image:
+    if not path.name.lower().endswith(IMAGE_SUFFIXES + (".dcm",)):
+        raise InputError(f"{path}: unsupported file type; give a NIfTI, NRRD or MHA file or a DICOM folder")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+        raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated ({reason[:160]})") from None
+
+
+def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
+    """Raise InputError unless the image is a scalar 3D volume whose intensities look like CT in HU."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{source}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                         "a CT has one (is this a colour or vector image?)")
+    dim = image.GetDimension()
+    if dim != 3:
+        raise InputError(f"{source}: is a {dim}D image of size {image.GetSize()}; a 3D CT volume is needed")
+    if min(image.GetSize()) < 2:
+        raise InputError(f"{source}: has size {image.GetSize()}, a single slice; a 3D CT volume is needed")
+    arr = sitk.GetArrayViewFromImage(image)
+    sample = arr[:: max(1, arr.shape[0] // 16)]
+    lo, hi = float(sample.min()), float(sample.max())
+    air = float(np.mean(sample < -500))
+    if lo >= -200 or air < 0.001:
+        raise InputError(
+            f"{source}: intensities range from {lo:g} to {hi:g} with {air:.1%} of voxels below -500; "
+            "a CT in Hounsfield units has air near -1000 (is this an MR, or a CT without rescale slope/intercept?)")
+
+
+def atomic_write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:
+    """Write an image through a temporary file in the same folder, then rename it into place."""
+    path = Path(path)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, compress)
+        os.replace(tmp, path)
+    except Exception:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """A (z, y, x) array as an image on exactly the reference's grid (origin, spacing, direction)."""
+    if array.shape != reference.GetSize()[::-1]:
+        raise ValueError(f"array shape {array.shape} does not match image size {reference.GetSize()[::-1]}")
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+def output_path(folder: Path, stem: str, fmt: str) -> Path:
+    """`folder/stem.nii.gz` or `folder/stem.nrrd`."""
+    if fmt not in ("nifti", "nrrd"):
+        raise OutputError(f"unknown image format '{fmt}'; use nifti or nrrd")
+    return folder / f"{stem}.{'nii.gz' if fmt == 'nifti' else 'nrrd'}"

@@ -1,0 +1,214 @@
+"""Model packages: one folder per organ and version with weights, an ONNX export and `model.json`.
+
+Layout: `<models_dir>/<organ>-v<version>/` holding `model.json`, `weights.npz` (the network's state dict as
+arrays, no pickle) and `model.onnx`. `model.json` records the sha256 of each file; loading verifies the
+schema, the organ name and every checksum, and refuses the package with a clear message otherwise.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from organseg import __version__
+from organseg.catalogue import Organ, organ
+from organseg.errors import ModelError
+from organseg.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
+
+SCHEMA = "organseg-model/1"
+WEIGHTS_FILE = "weights.npz"
+ONNX_FILE = "model.onnx"
+_DIR_PATTERN = re.compile(r"^(?P<organ>[a-z_]+)-v(?P<version>\d+)$")
+_REQUIRED = {"schema": str, "organ": str, "version": int, "architecture": dict, "input": dict,
+             "threshold": float, "files": dict}
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelPackage:
+    """A verified model package on disk."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def organ(self) -> Organ:
+        return organ(self.meta["organ"])
+
+    @property
+    def version(self) -> int:
+        return int(self.meta["version"])
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return tuple(self.meta["architecture"]["channels"])
+
+    @property
+    def hu_window(self) -> tuple[float, float]:
+        lo, hi = self.meta["input"]["hu_window"]
+        return float(lo), float(hi)
+
+    @property
+    def levels(self) -> int:
+        return int(self.meta["input"]["levels"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    @property
+    def dice(self) -> float | None:
+        """Validation Dice recorded by training, if any."""
+        return self.meta.get("metrics", {}).get("val_dice")
+
+    @property
+    def onnx_path(self) -> Path | None:
+        return self.path / ONNX_FILE if ONNX_FILE in self.meta["files"] else None
+
+    def state_dict_arrays(self) -> dict[str, np.ndarray]:
+        """The network weights as numpy arrays."""
+        with np.load(self.path / WEIGHTS_FILE, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ModelPackage":
+        """Read and verify a package folder (schema, organ, input size, checksums)."""
+        path = Path(path)
+        meta_path = path / "model.json"
+        if not meta_path.is_file():
+            raise ModelError(f"{path}: not a model package (no model.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ModelError(f"{meta_path}: not valid JSON ({err})") from None
+        for key, kind in _REQUIRED.items():
+            if not isinstance(meta.get(key), kind if kind is not float else (int, float)):
+                raise ModelError(f"{meta_path}: missing or invalid field '{key}'")
+        if meta["schema"] != SCHEMA:
+            raise ModelError(f"{meta_path}: package schema '{meta['schema']}' is not supported by organseg "
+                             f"{__version__} (expects '{SCHEMA}'); update organseg or the model")
+        organ(meta["organ"])
+        if (meta["input"].get("height"), meta["input"].get("width")) != (INPUT_HEIGHT, INPUT_WIDTH):
+            raise ModelError(f"{meta_path}: input size {meta['input'].get('height')}x{meta['input'].get('width')} "
+                             f"differs from {INPUT_HEIGHT}x{INPUT_WIDTH}")
+        if WEIGHTS_FILE not in meta["files"]:
+            raise ModelError(f"{meta_path}: lists no {WEIGHTS_FILE}")
+        for name, info in meta["files"].items():
+            file = path / name
+            if not file.is_file():
+                raise ModelError(f"{file}: listed in model.json but missing; reinstall the model package")
+            if sha256(file) != info.get("sha256"):
+                raise ModelError(f"{file}: checksum does not match model.json (corrupt or modified); "
+                                 "reinstall the model package")
+        return cls(path, meta)
+
+
+def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dict[str, np.ndarray],
+                  channels: tuple[int, ...], training: dict[str, Any], metrics: dict[str, Any],
+                  version: int | None = None, threshold: float = 0.5, export_onnx: bool = True) -> ModelPackage:
+    """Write a new package version atomically; never replaces an existing version.
+
+    `version` defaults to one more than the highest installed version of the organ.
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    key = organ(organ_key).key
+    if version is None:
+        version = max((v for o, v, _ in _scan(models_dir) if o == key), default=0) + 1
+    final = models_dir / f"{key}-v{version}"
+    if final.exists():
+        raise ModelError(f"{final}: a package of this version exists; it is never overwritten")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-v{version}-", dir=models_dir))
+    try:
+        np.savez(tmp / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in state_dict.items()})
+        files = {WEIGHTS_FILE: {"sha256": sha256(tmp / WEIGHTS_FILE)}}
+        if export_onnx:
+            from organseg.onnx_export import export_onnx as _export
+            _export(state_dict, channels, tmp / ONNX_FILE)
+            files[ONNX_FILE] = {"sha256": sha256(tmp / ONNX_FILE)}
+        meta = {
+            "schema": SCHEMA, "organ": key, "version": version,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "organseg_version": __version__,
+            "architecture": {"name": "resunet2d", "channels": list(channels),
+                             "parameters": int(sum(np.asarray(v).size for k, v in state_dict.items()
+                                                   if not k.endswith(("running_mean", "running_var",
+                                                                      "num_batches_tracked"))))},
+            "input": {"height": INPUT_HEIGHT, "width": INPUT_WIDTH, "hu_window": list(HU_WINDOW), "levels": LEVELS},
+            "threshold": float(threshold), "files": files, "training": training, "metrics": metrics,
+        }
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, final)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ModelPackage.load(final)
+
+
+def _scan(models_dir: Path) -> list[tuple[str, int, Path]]:
+    if not models_dir.is_dir():
+        return []
+    found = []
+    for child in sorted(models_dir.iterdir()):
+        match = _DIR_PATTERN.match(child.name)
+        if match and child.is_dir():
+            found.append((match["organ"], int(match["version"]), child))
+    return found
+
+
+def bundled_models_dir() -> Path:
+    """Models shipped inside the organseg package."""
+    return Path(__file__).parent / "bundled" / "models"
+
+
+def default_models_dirs() -> list[Path]:
+    """Where packages are looked for: $ORGANSEG_MODELS (os.pathsep-separated), ~/.organseg/models, bundled."""
+    env = os.environ.get("ORGANSEG_MODELS")
+    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
+    return dirs + [Path.home() / ".organseg" / "models", bundled_models_dir()]
+
+
+@dataclass
+class ModelStore:
+    """The installed packages of one or more folders; the first folder wins for the same organ and version."""
+
+    dirs: list[Path] = field(default_factory=default_models_dirs)
+
+    def available(self) -> dict[str, dict[int, Path]]:
+        """organ -> version -> package folder (unverified)."""
+        found: dict[str, dict[int, Path]] = {}
+        for d in self.dirs:
+            for key, version, path in _scan(Path(d)):
+                found.setdefault(key, {}).setdefault(version, path)
+        return found
+
+    def get(self, organ_key: str, version: int | None = None) -> ModelPackage:
+        """The verified package of an organ: the given version or the newest."""
+        key = organ(organ_key).key
+        versions = self.available().get(key)
+        if not versions:
+            where = ", ".join(str(d) for d in self.dirs)
+            raise ModelError(f"no model installed for '{key}' (looked in {where}); train one with "
+                             f"`organseg train --organ {key}` or pass --models DIR")
+        if version is None:
+            version = max(versions)
+        if version not in versions:
+            raise ModelError(f"no version {version} of the '{key}' model; installed: {sorted(versions)}")
+        return ModelPackage.load(versions[version])

@@ -1,0 +1,58 @@
+"""Exact axis permutation/flip between an image's voxel array and the canonical axial LPS layout.
+
+The networks see axial slices with rows running anterior->posterior and columns right->left (patient's
+right on the image's left, the radiological view). Any image whose axes are (close to) the patient axes is
+brought there by permuting and flipping array axes only: no interpolation, so the inverse is exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from organseg.errors import InputError
+
+
+@dataclass(frozen=True)
+class Reorientation:
+    """How to go from the image's (z, y, x) array to the canonical (S, P, L) array and back."""
+
+    permutation: tuple[int, int, int]  #: canonical array axis k takes source array axis permutation[k]
+    flips: tuple[bool, bool, bool]  #: canonical array axis k is reversed
+
+    @classmethod
+    def of(cls, image: sitk.Image, source: str = "image") -> "Reorientation":
+        """The reorientation of an image from its direction cosines (LPS)."""
+        direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+        # Column i of `direction` is image axis i (x, y, z) in LPS; find its dominant patient axis.
+        world_of_axis = np.argmax(np.abs(direction), axis=0)
+        if sorted(world_of_axis) != [0, 1, 2]:
+            raise InputError(f"{source}: image axes are too oblique to tell axial slices apart "
+                             f"(direction {np.round(direction, 3).tolist()}); resample it to the patient axes")
+        cos = np.max(np.abs(direction), axis=0)
+        if np.any(cos < 0.9):
+            raise InputError(f"{source}: image axes are oblique by more than 25 degrees "
+                             f"(direction {np.round(direction, 3).tolist()}); resample it to the patient axes")
+        perm, flips = [], []
+        for world in (2, 1, 0):  # canonical array axes: S (z), P (y), L (x)
+            axis = int(np.where(world_of_axis == world)[0][0])  # image axis (x=0, y=1, z=2)
+            perm.append(2 - axis)  # its array axis
+            flips.append(bool(direction[world, axis] < 0))
+        return cls(tuple(perm), tuple(flips))  # type: ignore[arg-type]
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Source (z, y, x) array -> canonical (S, P, L) view (no copy where possible)."""
+        out = np.transpose(array, self.permutation)
+        for axis, flip in enumerate(self.flips):
+            if flip:
+                out = np.flip(out, axis=axis)
+        return out
+
+    def from_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Canonical (S, P, L) array -> source (z, y, x) array, the exact inverse of `to_canonical`."""
+        out = array
+        for axis, flip in enumerate(self.flips):
+            if flip:
+                out = np.flip(out, axis=axis)
+        return np.ascontiguousarray(np.transpose(out, np.argsort(self.permutation)))

@@ -1,0 +1,96 @@
+"""Pre-processing of the method and its exact inverse.
+
+Per axial slice: crop to the body's bounding box, resize to 224 (rows, anterior-posterior) x 304 (columns,
+left-right) by bilinear interpolation, clip HU to [-70, 170], scale to [0, 1] and quantise to 240 levels.
+The `CropRecord` keeps what is needed to map network output back onto the original voxel grid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from organseg.body import body_mask, slice_boxes
+
+INPUT_HEIGHT = 224  #: rows, anterior-posterior
+INPUT_WIDTH = 304  #: columns, left-right
+HU_WINDOW = (-70.0, 170.0)
+LEVELS = 240
+
+
+@lru_cache(maxsize=4096)
+def resize_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) bilinear interpolation weights, pixel centres aligned (align_corners=False)."""
+    centres = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    centres = np.clip(centres, 0, n_in - 1)
+    lo = np.floor(centres).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = (centres - lo).astype(np.float32)
+    weights = np.zeros((n_out, n_in), dtype=np.float32)
+    rows = np.arange(n_out)
+    np.add.at(weights, (rows, lo), 1.0 - frac)
+    np.add.at(weights, (rows, hi), frac)
+    weights.setflags(write=False)
+    return weights
+
+
+def resize_slice(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2D array (or a stack with the 2D axes last) to `shape`."""
+    rows = resize_matrix(shape[0], image.shape[-2])
+    cols = resize_matrix(shape[1], image.shape[-1])
+    return rows @ image.astype(np.float32, copy=False) @ cols.T
+
+
+def normalise(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS) -> np.ndarray:
+    """Clip HU to the window, scale to [0, 1] and quantise to `levels` levels (float32)."""
+    lo, hi = window
+    scaled = (np.clip(hu, lo, hi) - lo) / (hi - lo)
+    return (np.round(scaled * (levels - 1)) / (levels - 1)).astype(np.float32)
+
+
+@dataclass
+class CropRecord:
+    """Per-slice body boxes of a canonical volume: enough to invert the crop and resize exactly."""
+
+    shape: tuple[int, int, int]  #: canonical (S, P, L) volume shape
+    boxes: np.ndarray  #: (S, 4) row0, row1, col0, col1 end-exclusive; -1 where a slice has no body
+    input_shape: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH)
+
+    @property
+    def slices_with_body(self) -> np.ndarray:
+        """Indices of the slices that contain body."""
+        return np.flatnonzero(self.boxes[:, 0] >= 0)
+
+    def forward(self, volume: np.ndarray, z: int) -> np.ndarray:
+        """Crop slice z of a canonical volume to its body box and resize it to the network input size."""
+        r0, r1, c0, c1 = self.boxes[z]
+        return resize_slice(volume[z, r0:r1, c0:c1], self.input_shape)
+
+    def inverse(self, output: np.ndarray, z: int) -> tuple[tuple[slice, slice], np.ndarray]:
+        """Network-size output of slice z resized back onto its body box: (in-slice index, values)."""
+        r0, r1, c0, c1 = self.boxes[z]
+        return (slice(r0, r1), slice(c0, c1)), resize_slice(output, (r1 - r0, c1 - c0))
+
+
+@dataclass
+class Prepared:
+    """A CT ready for every organ's network: quantised network inputs and the crop record."""
+
+    inputs: np.ndarray  #: (n, H, W) float32 in [0, 1], one row per slice in `record.slices_with_body`
+    record: CropRecord
+
+    def batch(self, indices: np.ndarray) -> np.ndarray:
+        """(n, 1, H, W) network input of the given rows of `inputs`."""
+        return self.inputs[indices][:, None]
+
+
+def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS,
+            mask: np.ndarray | None = None) -> Prepared:
+    """Body crop, resize and normalisation of a canonical (S, P, L) HU volume, done once per CT."""
+    record = CropRecord(volume.shape, slice_boxes(body_mask(volume) if mask is None else mask))
+    zs = record.slices_with_body
+    inputs = np.empty((len(zs), *record.input_shape), dtype=np.float32)
+    for i, z in enumerate(zs):
+        inputs[i] = normalise(record.forward(volume, z), window, levels)
+    return Prepared(inputs, record)

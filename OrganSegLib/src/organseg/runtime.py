@@ -1,0 +1,104 @@
+"""Runtimes that turn batches of prepared slices into organ probabilities: ONNX Runtime or PyTorch."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from organseg.errors import InputError, ModelError
+from organseg.model_package import ModelPackage
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class Runtime(Protocol):
+    """Probabilities (N, H, W) float32 of one organ for a batch (N, 1, H, W) of prepared slices."""
+
+    name: str
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))).astype(np.float32)
+
+
+class OrtRuntime:
+    """ONNX Runtime on the CPU: no torch needed."""
+
+    name = "onnxruntime-cpu"
+
+    def __init__(self, package: ModelPackage, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        if package.onnx_path is None:
+            raise ModelError(f"{package.path}: has no {package.path.name}/model.onnx; re-export the package")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(package.onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        logits = self.session.run(None, {"slices": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return _sigmoid(logits[:, 0])
+
+
+class TorchRuntime:
+    """PyTorch on cpu, cuda or mps."""
+
+    def __init__(self, package: ModelPackage, device: str) -> None:
+        import torch
+
+        from organseg.network import ResUNet2D
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.name = f"torch-{device}"
+        net = ResUNet2D(package.channels)
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in package.state_dict_arrays().items()})
+        self.net = net.eval().to(self.device)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            x = self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            return self.torch.sigmoid(self.net(x))[:, 0].float().cpu().numpy()
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda, mps or cpu (whatever is there); check that an asked-for GPU exists."""
+    if device not in DEVICES:
+        raise InputError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return device
+    try:
+        import torch
+    except ImportError:
+        if device == "auto":
+            return "cpu"
+        raise InputError(f"device '{device}' needs PyTorch: pip install 'organseg[torch]'") from None
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if (device == "cuda" and not cuda) or (device == "mps" and not mps):
+        raise InputError(f"device '{device}' is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def make_runtime(package: ModelPackage, device: str, engine: str = "auto") -> Runtime:
+    """ONNX Runtime for the CPU where the package has an ONNX file, else PyTorch on the device.
+
+    engine: 'auto', 'onnx' or 'torch'.
+    """
+    device = resolve_device(device)
+    if engine not in ("auto", "onnx", "torch"):
+        raise InputError(f"unknown engine '{engine}'; use auto, onnx or torch")
+    if engine == "onnx" or (engine == "auto" and device == "cpu" and package.onnx_path is not None):
+        if device != "cpu":
+            raise InputError("the ONNX engine runs on the CPU only; use --engine torch for a GPU")
+        return OrtRuntime(package)
+    try:
+        return TorchRuntime(package, device)
+    except ImportError:
+        raise ModelError(f"{package.path}: has no ONNX file and PyTorch is not installed; "
+                         "pip install 'organseg[torch]'") from None
