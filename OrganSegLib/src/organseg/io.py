@@ -46,11 +46,40 @@ def read_ct(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Imag
 def _read_file(path: Path) -> sitk.Image:
     if not path.name.lower().endswith(IMAGE_SUFFIXES + (".dcm",)):
         raise InputError(f"{path}: unsupported file type; give a NIfTI, NRRD or MHA file or a DICOM folder")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_complete(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated ({reason[:160]})") from None
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """Refuse a truncated NIfTI: ITK's reader silently pads missing voxel data."""
+    import gzip
+    import zlib
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            header = fh.read(348)
+            if len(header) < 348:
+                raise InputError(f"{path}: too short for a NIfTI header; the file is corrupt or truncated")
+            order = "<" if np.frombuffer(header[:4], "<i4")[0] == 348 else ">"
+            dims = np.frombuffer(header[40:56], f"{order}i2")
+            bitpix = int(np.frombuffer(header[72:74], f"{order}i2")[0])
+            vox_offset = int(np.frombuffer(header[108:112], f"{order}f4")[0])
+            ndim = int(dims[0])
+            if not 1 <= ndim <= 7 or bitpix <= 0:
+                raise InputError(f"{path}: invalid NIfTI header; the file is corrupt")
+            expected = vox_offset + int(np.prod(dims[1:ndim + 1].astype(np.int64))) * bitpix // 8
+            size = 348 + sum(len(chunk) for chunk in iter(lambda: fh.read(1 << 22), b""))
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated ({err})") from None
+    if size < expected:
+        raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated "
+                         f"({size} of {expected} bytes of voxel data)")
 
 
 def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:

@@ -1,0 +1,35 @@
+"""The organ catalogue: complete, consistent, and helpful on unknown names."""
+import pytest
+
+from organseg.catalogue import ANCHORS, ORGANS, REGIONS, organ, parse_organs
+from organseg.errors import InputError
+
+
+def test_catalogue_has_the_23_organs_of_the_method_with_unique_names_labels_and_colours():
+    assert len(ORGANS) == 23
+    assert len({o.key for o in ORGANS}) == 23
+    assert sorted(o.label for o in ORGANS) == list(range(1, 24))
+    assert len({o.colour for o in ORGANS}) == 23
+    assert all(o.region in REGIONS for o in ORGANS)
+    assert all(o.snomed_code.isdigit() and o.snomed_meaning for o in ORGANS)
+
+
+def test_the_six_anchor_organs():
+    assert set(ANCHORS) == {"liver", "spleen", "lungs", "femur_heads", "urinary_bladder", "kidneys"}
+
+
+def test_names_are_normalised():
+    assert organ("Urinary Bladder").key == "urinary_bladder"
+    assert organ("femur-heads").key == "femur_heads"
+
+
+def test_unknown_organ_name_suggests_the_nearest_names():
+    with pytest.raises(InputError, match="unknown organ name 'livr'.*Did you mean: liver"):
+        organ("livr")
+
+
+def test_parse_organs_keeps_catalogue_order_and_drops_duplicates():
+    assert [o.key for o in parse_organs("spleen,liver,spleen")] == ["liver", "spleen"]
+    assert len(parse_organs("all")) == 23
+    with pytest.raises(InputError, match="no organ named"):
+        parse_organs(" , ")
