@@ -9,6 +9,49 @@ BODY_THRESHOLD_HU = -500.0
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
                       [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
                       [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], dtype=bool)
+_CHUNK = 8  #: slices processed together: small enough to stay in the CPU cache
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """In-plane erosion of a (k, H, W) stack by the 4-neighbour cross; outside the slice counts as empty."""
+    out = mask.copy()
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    out[:, :, 1:] &= mask[:, :, :-1]
+    out[:, :, :-1] &= mask[:, :, 1:]
+    out[:, [0, -1]] = False
+    out[:, :, [0, -1]] = False
+    return out
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """In-plane dilation of a (k, H, W) stack by the 4-neighbour cross."""
+    out = mask.copy()
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    out[:, :, 1:] |= mask[:, :, :-1]
+    out[:, :, :-1] |= mask[:, :, 1:]
+    return out
+
+
+def _largest_per_slice(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """Tissue after a two-step in-plane opening, labelled per slice, and the label of each slice's largest part.
+
+    The opening (same result as scipy's binary_opening with the cross, iterations=2) detaches thin structures
+    such as the table and blankets. Returns (labels, keep, boxes): keep[z] is the kept label of slice z (0: none),
+    boxes scipy's find_objects of the labels.
+    """
+    tissue = _dilate(_dilate(_erode(_erode(volume > BODY_THRESHOLD_HU))))
+    labels, n = ndimage.label(tissue, structure=_IN_PLANE)
+    keep = np.zeros(volume.shape[0], dtype=np.int64)
+    objects = ndimage.find_objects(labels)
+    if n:
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        zs = np.array([box[0].start for box in objects])
+        order = np.lexsort((np.arange(n), -sizes, zs))  # per slice: largest first, lowest label on ties
+        first = order[np.r_[True, zs[order][1:] != zs[order][:-1]]]
+        keep[zs[first]] = first + 1
+    return labels, keep, objects
 
 
 def body_mask(volume: np.ndarray) -> np.ndarray:
@@ -16,22 +59,24 @@ def body_mask(volume: np.ndarray) -> np.ndarray:
 
     The opening detaches thin structures such as the table and blankets before the largest component is kept.
     """
-    tissue = volume > BODY_THRESHOLD_HU
-    tissue = ndimage.binary_opening(tissue, structure=_IN_PLANE, iterations=2)
-    labels, n = ndimage.label(tissue, structure=_IN_PLANE)
-    if n == 0:
-        return tissue
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    keep = np.zeros(n + 1, dtype=bool)
-    for z in range(volume.shape[0]):
-        present = np.unique(labels[z])
-        present = present[present > 0]
-        if present.size:
-            keep[present[np.argmax(sizes[present])]] = True
-    body = keep[labels]
-    padded = np.pad(body, ((1, 1), (0, 0), (0, 0)))
-    return ndimage.binary_fill_holes(padded, structure=_IN_PLANE)[1:-1]
+    body = np.zeros(volume.shape, dtype=bool)
+    for start in range(0, volume.shape[0], _CHUNK):
+        labels, keep, _ = _largest_per_slice(volume[start:start + _CHUNK])
+        chunk = (labels == keep[:, None, None]) & (labels > 0)
+        padded = np.pad(chunk, ((1, 1), (0, 0), (0, 0)))
+        body[start:start + _CHUNK] = ndimage.binary_fill_holes(padded, structure=_IN_PLANE)[1:-1]
+    return body
+
+
+def body_boxes(volume: np.ndarray) -> np.ndarray:
+    """`slice_boxes(body_mask(volume))` without building the mask (filling holes never changes a box)."""
+    boxes = np.full((volume.shape[0], 4), -1, dtype=np.int64)
+    for start in range(0, volume.shape[0], _CHUNK):
+        _, keep, objects = _largest_per_slice(volume[start:start + _CHUNK])
+        for z in np.flatnonzero(keep):
+            _, rows, cols = objects[keep[z] - 1]
+            boxes[start + z] = (rows.start, rows.stop, cols.start, cols.stop)
+    return boxes
 
 
 def slice_boxes(mask: np.ndarray) -> np.ndarray:

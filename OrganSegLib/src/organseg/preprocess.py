@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from organseg.body import body_mask, slice_boxes
+from organseg.body import body_boxes, slice_boxes
 
 INPUT_HEIGHT = 224  #: rows, anterior-posterior
 INPUT_WIDTH = 304  #: columns, left-right
@@ -20,26 +20,28 @@ LEVELS = 240
 
 
 @lru_cache(maxsize=4096)
-def resize_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """(n_out, n_in) bilinear interpolation weights, pixel centres aligned (align_corners=False)."""
+def resize_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps (lo, hi, w), pixel centres aligned (align_corners=False).
+
+    out[i] = in[lo[i]] * (1 - w[i]) + in[hi[i]] * w[i]; w is an (n_out, 1) column, ready to weight image rows.
+    """
     centres = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
     centres = np.clip(centres, 0, n_in - 1)
     lo = np.floor(centres).astype(np.int64)
     hi = np.minimum(lo + 1, n_in - 1)
-    frac = (centres - lo).astype(np.float32)
-    weights = np.zeros((n_out, n_in), dtype=np.float32)
-    rows = np.arange(n_out)
-    np.add.at(weights, (rows, lo), 1.0 - frac)
-    np.add.at(weights, (rows, hi), frac)
-    weights.setflags(write=False)
-    return weights
+    weight = (centres - lo).astype(np.float32)[:, None]
+    for array in (lo, hi, weight):
+        array.setflags(write=False)
+    return lo, hi, weight
 
 
 def resize_slice(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a 2D array (or a stack with the 2D axes last) to `shape`."""
-    rows = resize_matrix(shape[0], image.shape[-2])
-    cols = resize_matrix(shape[1], image.shape[-1])
-    return rows @ image.astype(np.float32, copy=False) @ cols.T
+    """Bilinear resize of a 2D array (or a stack with the 2D axes last) to `shape`, two taps per axis."""
+    lo, hi, w = resize_taps(shape[0], image.shape[-2])
+    image = image.astype(np.float32, copy=False)
+    rows = image[..., lo, :] * (1 - w) + image[..., hi, :] * w
+    lo, hi, w = resize_taps(shape[1], image.shape[-1])
+    return rows[..., lo] * (1 - w.T) + rows[..., hi] * w.T
 
 
 def normalise(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS) -> np.ndarray:
@@ -88,7 +90,7 @@ class Prepared:
 def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS,
             mask: np.ndarray | None = None) -> Prepared:
     """Body crop, resize and normalisation of a canonical (S, P, L) HU volume, done once per CT."""
-    record = CropRecord(volume.shape, slice_boxes(body_mask(volume) if mask is None else mask))
+    record = CropRecord(volume.shape, body_boxes(volume) if mask is None else slice_boxes(mask))
     zs = record.slices_with_body
     inputs = np.empty((len(zs), *record.input_shape), dtype=np.float32)
     for i, z in enumerate(zs):
