@@ -124,3 +124,13 @@ def test_organs_and_models_listings(tiny_models, capsys):
     assert main(["models", "--models", str(tiny_models)]) == 0
     out = capsys.readouterr().out
     assert "liver" in out and "spleen" in out and "v1" in out
+
+
+def test_a_ct_too_large_for_the_memory_is_refused_before_work(tmp_path, data_dir, tiny_models, capsys,
+                                                             monkeypatch):
+    monkeypatch.setattr("organseg.segmenter.available_memory", lambda: 50 * 2**20)
+    assert main(["segment", str(data_dir / "example_ct_dicom"), "-o", str(tmp_path / "out"),
+                 "--organs", "liver", "--models", str(tiny_models)]) == 2
+    err = capsys.readouterr().err
+    assert "example_ct_dicom: segmenting this 512x512x20 CT needs about" in err and "GiB are available" in err
+    assert not (tmp_path / "out").exists()

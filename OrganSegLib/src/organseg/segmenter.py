@@ -15,12 +15,12 @@ import SimpleITK as sitk
 
 from organseg import postprocess as pp
 from organseg.catalogue import Organ, organ, parse_organs
-from organseg.errors import ModelError
+from organseg.errors import InputError, ModelError
 from organseg.inference import Cancelled, predict_organ
 from organseg.io import array_to_image, check_ct
 from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
-from organseg.preprocess import Prepared, prepare
+from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH, Prepared, prepare
 from organseg.runtime import make_runtime, resolve_device
 from organseg.stats import organ_stats
 
@@ -98,6 +98,30 @@ class Result:
         return array_to_image(self.label_map(), self.reference)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(image: sitk.Image, source: str) -> None:
+    """Refuse a CT whose working set would not fit: a float32 copy, a few masks and the network inputs."""
+    voxels = int(np.prod(image.GetSize(), dtype=np.int64))
+    slices = max(image.GetSize())
+    needed = voxels * (4 + 4) + slices * INPUT_HEIGHT * INPUT_WIDTH * 4
+    available = available_memory()
+    if available is not None and needed > available:
+        raise InputError(f"{source}: segmenting this {'x'.join(map(str, image.GetSize()))} CT needs about "
+                         f"{needed / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB are available; "
+                         "crop or downsample the CT, or free memory")
+
+
 class Segmenter:
     """Segments chosen organs of a CT with installed model packages."""
 
@@ -138,6 +162,7 @@ class Segmenter:
         the anchors its rule needs are done, and reported through `progress` with its final mask.
         """
         check_ct(image, source)
+        check_memory(image, source)
         packages, added, warnings = self.plan(organs)
         packages.sort(key=lambda p: not p.organ.anchor)
         orient = Reorientation.of(image, source)
