@@ -1,60 +1,225 @@
-"""The optimisation loop: Dice + BCE loss, Adam, on batches of slice pairs."""
+"""The optimisation loop: Dice + BCE loss, Adam, validation Dice, early stopping, checkpoints and resume."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from organseg.errors import InputError, OrganSegError
+from organseg.evaluation.metrics import dice
 from organseg.network import ResUNet2D
+
+Augment = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Interrupted(OrganSegError):
+    """Training was stopped by the user; the last checkpoint is kept for --resume."""
+
+    exit_code = 130
 
 
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """Soft Dice loss over the batch plus binary cross-entropy."""
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum()
-    dice = (2 * inter + eps) / (prob.sum() + target.sum() + eps)
-    return (1 - dice) + nn.functional.binary_cross_entropy_with_logits(logits, target)
+    dice_score = (2 * inter + eps) / (prob.sum() + target.sum() + eps)
+    return (1 - dice_score) + nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
-def batches(inputs: np.ndarray, targets: np.ndarray, batch_size: int, rng: np.random.Generator
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless shuffled batches of (x, y), each (B, 1, H, W)."""
-    while True:
-        order = rng.permutation(len(inputs))
-        for start in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
-            idx = order[start:start + batch_size]
-            yield inputs[idx][:, None], targets[idx][:, None]
+def _step(net: nn.Module, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    optimiser.zero_grad()
+    loss = dice_bce_loss(net(x), y)
+    loss.backward()
+    optimiser.step()
+    return float(loss.detach())
+
+
+def _tensor(batch: np.ndarray) -> torch.Tensor:
+    """(B, H, W) array -> (B, 1, H, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)[:, None])
 
 
 def train_steps(net: ResUNet2D, inputs: np.ndarray, targets: np.ndarray, steps: int, batch_size: int = 8,
-                lr: float = 1e-3, seed: int = 0,
-                augment: Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
-                | None = None, on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """Train `net` in place for `steps` Adam steps; returns the loss of every step."""
+                lr: float = 1e-3, seed: int = 0, augment: Augment | None = None) -> list[float]:
+    """Train `net` in place for `steps` Adam steps on float inputs/targets (n, H, W); the loss of each step."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
     losses = []
-    stream = batches(inputs, targets, batch_size, rng)
-    for step in range(steps):
-        x, y = next(stream)
+    for _ in range(steps):
+        idx = rng.choice(len(inputs), batch_size, replace=len(inputs) < batch_size)
+        x, y = _tensor(inputs[idx]), _tensor(targets[idx])
         if augment is not None:
             x, y = augment(x, y, rng)
-        optimiser.zero_grad()
-        loss = dice_bce_loss(net(torch.from_numpy(np.ascontiguousarray(x))),
-                             torch.from_numpy(np.ascontiguousarray(y)))
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss.detach()))
-        if on_step:
-            on_step(step, losses[-1])
+        losses.append(_step(net, optimiser, x, y))
     net.eval()
     return losses
 
 
 def state_dict_arrays(net: nn.Module) -> dict[str, np.ndarray]:
     """The network's state dict as numpy arrays, for a model package."""
-    return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+    return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+
+@dataclass
+class SliceSet:
+    """Training or validation slices: inputs as float32 via `decode(codes)`, targets as bool."""
+
+    codes: np.ndarray  #: (n, H, W) uint8 quantisation codes
+    targets: np.ndarray  #: (n, H, W) bool
+    decode: Callable[[np.ndarray], np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return _tensor(self.decode(self.codes[idx])), _tensor(self.targets[idx])
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """CPU-friendly defaults: about 1 s per step of 4 slices on two cores."""
+
+    max_steps: int = 1500
+    batch_size: int = 4
+    lr: float = 1e-3
+    val_every: int = 50  #: steps between validations (and checkpoints)
+    patience: int = 8  #: validations without improvement before stopping
+    seed: int = 0
+    augment: bool = True
+    max_seconds: float | None = None  #: stop (after a validation) once training took this long
+
+
+@dataclass
+class FitState:
+    """Everything that changes while training, saved with each checkpoint."""
+
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    val_history: list[list[float]] = field(default_factory=list)  #: [step, validation Dice]
+    best_dice: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    rng: dict = field(default_factory=dict)
+
+
+def validation_dice(net: nn.Module, val: SliceSet, batch_size: int = 8) -> float:
+    """Dice of the thresholded predictions pooled over all validation slices (network input size)."""
+    net.eval()
+    pred = np.empty(val.targets.shape, dtype=bool)
+    with torch.inference_mode():
+        for start in range(0, len(val), batch_size):
+            x, _ = val.batch(np.arange(start, min(start + batch_size, len(val))))
+            pred[start:start + len(x)] = (net(x)[:, 0] >= 0).numpy()  # logit 0 = probability 0.5
+    net.train()
+    return dice(pred, val.targets)
+
+
+class Trainer:
+    """Adam on Dice + BCE with validation every `val_every` steps, keeping the best-validation weights."""
+
+    def __init__(self, net: ResUNet2D, config: FitConfig, augment: Augment | None,
+                 checkpoint: Path | None = None, identity: dict | None = None) -> None:
+        self.net, self.config, self.augment = net, config, augment
+        self.optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+        self.state = FitState()
+        self.best = state_dict_arrays(net)
+        self.checkpoint, self.identity = checkpoint, identity or {}
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+
+    def resume(self) -> None:
+        """Continue from the checkpoint file (same data, organ and settings)."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            raise InputError(f"{self.checkpoint}: no checkpoint to resume from; start without --resume")
+        saved = torch.load(self.checkpoint, weights_only=True)
+        if json.loads(saved["identity"]) != self.identity:
+            raise InputError(f"{self.checkpoint}: was made for other data, organ or settings "
+                             f"({saved['identity']}); use another --work folder or delete it")
+        self.net.load_state_dict(saved["net"])
+        self.optimiser.load_state_dict(saved["optimiser"])
+        self.best = {k: v.numpy() for k, v in saved["best"].items()}
+        self.state = FitState(**json.loads(saved["state"]))
+        self.rng.bit_generator.state = self.state.rng
+        torch.set_rng_state(saved["torch_rng"])
+
+    def save(self) -> None:
+        """Write the checkpoint atomically."""
+        if self.checkpoint is None:
+            return
+        self.state.rng = self.rng.bit_generator.state
+        payload = {"net": self.net.state_dict(), "optimiser": self.optimiser.state_dict(),
+                   "best": {k: torch.from_numpy(v) for k, v in self.best.items()},
+                   "state": json.dumps(asdict(self.state)), "identity": json.dumps(self.identity),
+                   "torch_rng": torch.get_rng_state()}
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def fit(self, train: SliceSet, val: SliceSet, log: Callable[[str], None] = lambda s: None,
+            progress: bool = True) -> FitState:
+        """Train until `max_steps` or early stopping; the network ends with the best-validation weights."""
+        cfg, state = self.config, self.state
+        bar = tqdm(total=cfg.max_steps, initial=state.step, unit="step", file=sys.stderr, disable=not progress,
+                   dynamic_ncols=True)
+        self.net.train()
+        if not state.val_history:
+            self._validate(val, log)  # the starting point: untrained, or the parent model when fine-tuning
+        try:
+            while state.step < cfg.max_steps and not state.stopped_early and not self._out_of_time():
+                t0 = time.perf_counter()
+                idx = self.rng.choice(len(train), cfg.batch_size, replace=len(train) < cfg.batch_size)
+                x, y = train.batch(idx)
+                if self.augment is not None:
+                    x, y = self.augment(x, y, self.rng)
+                state.losses.append(_step(self.net, self.optimiser, x, y))
+                state.step += 1
+                state.seconds += time.perf_counter() - t0
+                if state.step % cfg.val_every == 0 or state.step == cfg.max_steps or self._out_of_time():
+                    self._validate(val, log)
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(state.losses[-10:]):.3f}",
+                                val_dice=f"{state.val_history[-1][1]:.3f}" if state.val_history else "-",
+                                best=f"{max(state.best_dice, 0):.3f}")
+                if state.step % cfg.val_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted at step {state.step}; checkpoints (every {cfg.val_every} steps) are "
+                              f"in {self.checkpoint}: rerun with --resume to continue") from None
+        finally:
+            bar.close()
+        self.save()
+        self.net.load_state_dict({k: torch.from_numpy(v) for k, v in self.best.items()})
+        self.net.eval()
+        return state
+
+    def _out_of_time(self) -> bool:
+        return self.config.max_seconds is not None and self.state.seconds >= self.config.max_seconds
+
+    def _validate(self, val: SliceSet, log: Callable[[str], None]) -> None:
+        state = self.state
+        t0 = time.perf_counter()
+        score = validation_dice(self.net, val, max(self.config.batch_size, 8))
+        state.val_history.append([state.step, score])
+        if score > state.best_dice:
+            state.best_dice, state.best_step, state.bad_validations = score, state.step, 0
+            self.best = state_dict_arrays(self.net)
+        else:
+            state.bad_validations += 1
+            state.stopped_early = state.bad_validations >= self.config.patience
+        state.seconds += time.perf_counter() - t0
+        loss = f"loss {np.mean(state.losses[-self.config.val_every:]):.4f}, " if state.losses else ""
+        log(f"step {state.step}: {loss}validation Dice {score:.4f} (best {state.best_dice:.4f} at step "
+            f"{state.best_step})" + ("; early stop" if state.stopped_early else ""))

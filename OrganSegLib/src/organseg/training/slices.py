@@ -7,6 +7,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.errors import InputError
+from organseg.evaluation.labelmaps import on_grid
 from organseg.orientation import Reorientation
 from organseg.preprocess import HU_WINDOW, LEVELS, prepare
 
@@ -25,10 +26,7 @@ def organ_slices(ct: sitk.Image, mask: sitk.Image, margin: int = 30, window: tup
     """Slices of the organ's axial range +/- `margin` slices (the paper's 30), as network inputs and targets."""
     if ct.GetSize() != mask.GetSize():
         raise InputError(f"{source}: mask size {mask.GetSize()} differs from CT size {ct.GetSize()}")
-    if not np.allclose(ct.GetSpacing(), mask.GetSpacing(), rtol=1e-4) or \
-            not np.allclose(ct.GetOrigin(), mask.GetOrigin(), atol=1e-2) or \
-            not np.allclose(ct.GetDirection(), mask.GetDirection(), atol=1e-4):
-        mask = sitk.Resample(mask, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    mask = on_grid(mask, ct)
     orient = Reorientation.of(ct, source)
     volume = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(ct)), dtype=np.float32)
     target = orient.to_canonical(sitk.GetArrayViewFromImage(mask)) > 0

@@ -1,0 +1,1 @@
+"""Evaluation of segmentations against references: metrics, tables, statistics and plots."""

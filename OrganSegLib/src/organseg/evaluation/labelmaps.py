@@ -1,0 +1,66 @@
+"""Organ masks out of reference label maps: catalogue label values, explicit ids or TotalSegmentator names."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from organseg.catalogue import Organ
+from organseg.errors import InputError
+
+
+def read_label_names(path: str | Path) -> dict[int, str]:
+    """A labels JSON (label id -> structure name, as TotalSegmentator's) as {id: name}."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+        return {int(k): str(v) for k, v in raw.items()}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such labels file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, ValueError) as err:
+        raise InputError(f"{path}: not a labels JSON of the form {{\"1\": \"spleen\", ...}} ({err})") from None
+
+
+def organ_label_ids(organ: Organ, names: dict[int, str] | None, source: str = "labels") -> tuple[int, ...]:
+    """Label ids that make up the organ: via `Organ.totalsegmentator_names` when names are given, else the
+    catalogue label value."""
+    if names is None:
+        return (organ.label,)
+    ids = tuple(sorted(i for i, name in names.items() if name in organ.totalsegmentator_names))
+    if not ids:
+        raise InputError(f"{source}: no label of '{organ.key}' (looked for "
+                         f"{', '.join(organ.totalsegmentator_names) or 'no TotalSegmentator names'})")
+    return ids
+
+
+def select_labels(label_map: sitk.Image, ids: tuple[int, ...]) -> sitk.Image:
+    """UInt8 mask (1 where the map has one of `ids`) with the map's geometry."""
+    array = np.isin(sitk.GetArrayViewFromImage(label_map), ids).astype(np.uint8)
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(label_map)
+    return mask
+
+
+def on_grid(image: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """`image` on the reference's voxel grid: itself when the grids match, else nearest-neighbour resampled
+    in physical space (e.g. a label map whose y axis is flipped relative to the CT)."""
+    same = (image.GetSize() == reference.GetSize()
+            and np.allclose(image.GetSpacing(), reference.GetSpacing(), rtol=1e-4)
+            and np.allclose(image.GetOrigin(), reference.GetOrigin(), atol=1e-2)
+            and np.allclose(image.GetDirection(), reference.GetDirection(), atol=1e-4))
+    if same:
+        return image
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+
+
+def read_image(path: str | Path, what: str) -> sitk.Image:
+    """Read a mask or label map file with a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what} file")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(f"{path}: cannot read the {what} (corrupt or not an image)") from None
