@@ -1,4 +1,10 @@
-"""Slice-batched inference of one organ on a prepared CT, mapped back onto the canonical grid."""
+"""Slice-batched inference of one organ on a prepared CT, mapped back onto the canonical grid.
+
+Two strategies. Full: every slice that has body. Coarse-to-fine: every k-th slice first, then, organs being
+contiguous along the body axis, the slices around each slice where the organ was found, until k empty
+slices border every run of found slices. A run of k or more slices is therefore always found and kept whole;
+only a run shorter than k that lies more than k slices from any other finding can be missed.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -8,36 +14,73 @@ import numpy as np
 from organseg.preprocess import Prepared
 from organseg.runtime import Runtime
 
+STRATEGIES = ("coarse-to-fine", "full")
+#: Distance between the slices of the coarse pass, in mm (rounded down to whole slices, at least one).
+COARSE_STEP_MM = 10.0
+
 
 class Cancelled(Exception):
     """Raised when the caller's cancel check answers True between two batches."""
 
 
-def predict_rows(prepared: Prepared, runtime: Runtime, rows: np.ndarray, batch_size: int,
-                 cancel: Callable[[], bool] | None = None) -> np.ndarray:
-    """Probabilities (len(rows), H, W) at network size for the given rows of `prepared.inputs`."""
-    out = np.empty((len(rows), *prepared.inputs.shape[1:]), dtype=np.float32)
-    for start in range(0, len(rows), batch_size):
-        if cancel is not None and cancel():
-            raise Cancelled()
-        out[start:start + batch_size] = runtime.predict(prepared.batch(rows[start:start + batch_size]))
-    return out
+def coarse_stride(slice_mm: float, step_mm: float = COARSE_STEP_MM) -> int:
+    """Slices between two slices of the coarse pass for a slice spacing of `slice_mm`."""
+    return max(1, int(step_mm // slice_mm)) if slice_mm > 0 else 1
 
 
-def paste_rows(prepared: Prepared, rows: np.ndarray, probabilities: np.ndarray, threshold: float,
-               mask: np.ndarray) -> None:
-    """Resize each row's probabilities back onto its body box and threshold into the canonical mask."""
-    zs = prepared.record.slices_with_body
-    for row, prob in zip(rows, probabilities):
-        z = zs[row]
-        index, values = prepared.record.inverse(prob, z)
-        mask[z][index] = values >= threshold
+class _RowPredictor:
+    """Runs rows of a prepared CT through a runtime once each and pastes them into a canonical mask."""
+
+    def __init__(self, prepared: Prepared, runtime: Runtime, threshold: float, batch_size: int,
+                 cancel: Callable[[], bool] | None) -> None:
+        self.prepared, self.runtime, self.threshold = prepared, runtime, threshold
+        self.batch_size, self.cancel = batch_size, cancel
+        n = len(prepared.record.slices_with_body)
+        self.done = np.zeros(n, dtype=bool)
+        self.found = np.zeros(n, dtype=bool)  #: the network gave the organ somewhere on the row
+        self.mask = np.zeros(prepared.record.shape, dtype=bool)
+
+    def run(self, rows: np.ndarray) -> None:
+        """Predict the rows not yet done, batch by batch."""
+        rows = rows[~self.done[rows]]
+        zs = self.prepared.record.slices_with_body
+        for start in range(0, len(rows), self.batch_size):
+            if self.cancel is not None and self.cancel():
+                raise Cancelled()
+            batch = rows[start:start + self.batch_size]
+            for row, prob in zip(batch, self.runtime.predict(self.prepared.batch(batch))):
+                organ = prob >= self.threshold
+                self.found[row] = organ.any()
+                if self.found[row]:
+                    index, values = self.prepared.record.inverse(prob, zs[row])
+                    self.mask[zs[row]][index] = values >= self.threshold
+            self.done[batch] = True
 
 
 def predict_organ(prepared: Prepared, runtime: Runtime, threshold: float, batch_size: int = 16,
-                  cancel: Callable[[], bool] | None = None) -> np.ndarray:
-    """Canonical (S, P, L) boolean mask of one organ from every slice that has body."""
-    mask = np.zeros(prepared.record.shape, dtype=bool)
-    rows = np.arange(len(prepared.record.slices_with_body))
-    paste_rows(prepared, rows, predict_rows(prepared, runtime, rows, batch_size, cancel), threshold, mask)
-    return mask
+                  cancel: Callable[[], bool] | None = None, stride: int = 1,
+                  window: tuple[int, int] | None = None) -> np.ndarray:
+    """Canonical (S, P, L) boolean mask of one organ.
+
+    stride 1 runs every slice that has body; stride k > 1 runs coarse-to-fine with a coarse pass over every
+    k-th slice. `window` (lowest, highest canonical slice, inclusive) limits the search, e.g. to where the
+    anchor organs allow the organ; slices outside it stay empty.
+    """
+    predictor = _RowPredictor(prepared, runtime, threshold, batch_size, cancel)
+    zs = prepared.record.slices_with_body
+    lo, hi = (0, len(zs)) if window is None else np.searchsorted(zs, [window[0], window[1] + 1])
+    if hi <= lo:
+        return predictor.mask
+    if stride <= 1:
+        predictor.run(np.arange(lo, hi))
+        return predictor.mask
+    predictor.run(np.unique(np.r_[np.arange(lo, hi, stride), hi - 1]))
+    while True:
+        near = np.zeros(len(zs) + 1, dtype=np.int64)  # +1 at each found row - stride, -1 past its + stride
+        found = np.flatnonzero(predictor.found)
+        np.add.at(near, np.clip(found - stride, lo, hi), 1)
+        np.add.at(near, np.clip(found + stride + 1, lo, hi), -1)
+        todo = np.flatnonzero((np.cumsum(near)[:-1] > 0) & ~predictor.done)
+        if todo.size == 0:
+            return predictor.mask
+        predictor.run(todo)

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from organseg import postprocess as pp
 from organseg.catalogue import Organ, organ, parse_organs
 from organseg.errors import InputError, ModelError
-from organseg.inference import Cancelled, predict_organ
+from organseg.inference import STRATEGIES, Cancelled, coarse_stride, predict_organ
 from organseg.io import array_to_image, check_ct
 from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
@@ -127,7 +127,9 @@ class Segmenter:
 
     def __init__(self, models: ModelStore | str | Path | list[Path] | None = None, device: str = "auto",
                  engine: str = "auto", batch_size: int = 16, postprocess: bool = True,
-                 anchor_rules: dict[str, bool] | None = None) -> None:
+                 anchor_rules: dict[str, bool] | None = None, strategy: str = "coarse-to-fine") -> None:
+        if strategy not in STRATEGIES:
+            raise InputError(f"unknown inference strategy '{strategy}'; use {' or '.join(STRATEGIES)}")
         if models is None:
             models = ModelStore()
         elif not isinstance(models, ModelStore):
@@ -138,6 +140,7 @@ class Segmenter:
         self.batch_size = batch_size
         self.postprocess = postprocess
         self.anchor_rules = anchor_rules
+        self.strategy = strategy
 
     def plan(self, organs: str | list[str] | None) -> tuple[list[ModelPackage], list[str], list[str]]:
         """Verified packages for the organs plus the anchors their rules need; (packages, added, warnings)."""
@@ -208,7 +211,8 @@ class Segmenter:
                 prepared[prep_key] = prepare(canonical, package.hu_window, package.levels)
                 seconds["_prepare"] = seconds.get("_prepare", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
-            mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.batch_size, cancel)
+            mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.batch_size, cancel,
+                                 *self._search(key, extents, slice_mm, canonical.shape[0]))
             predicted[key] = OrganMask.from_full(mask)
             if self.postprocess:
                 mask = pp.clean_components(mask, pp.RULES[key], voxel_ml)
@@ -227,6 +231,18 @@ class Segmenter:
     def _boxed(self, key: str) -> bool:
         """Whether the organ's anchor box applies in this run."""
         return self.postprocess and pp.anchor_rules_enabled(key, self.anchor_rules)
+
+    def _search(self, key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
+                n_slices: int) -> tuple[int, tuple[int, int] | None]:
+        """(stride, window) for `predict_organ`: every slice, or the coarse stride and the anchor range.
+
+        For coarse-to-fine the search is limited to the axial range that the anchors found so far allow, when
+        the organ's anchor box applies (it would clear any finding outside that range anyway).
+        """
+        if self.strategy == "full":
+            return 1, None
+        window = pp.anchor_window(pp.RULES[key], extents, slice_mm, n_slices)[0] if self._boxed(key) else None
+        return coarse_stride(slice_mm), window
 
     def _anchor_box(self, key: str, mask: np.ndarray, extents: dict[str, tuple[int, int] | None],
                     slice_mm: float, planned: set[str], warnings: list[str]) -> np.ndarray:

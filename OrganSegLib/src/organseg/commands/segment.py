@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--anchor-rules", default="",
                    help="switch anchor rules per organ, e.g. 'pancreas=on,liver=off' (default: the rule table)")
     p.add_argument("--batch-size", type=int, default=16, help="slices per network batch (default 16)")
+    p.add_argument("--full-inference", action="store_true",
+                   help="run every slice instead of coarse-to-fine (every few slices, then around the organ)")
     p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     p.set_defaults(func=run)
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output, args.overwrite)
     organs = [o.key for o in parse_organs(args.organs)]
     segmenter = Segmenter(ModelStore(args.models) if args.models else None, args.device, args.engine,
-                          args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules))
+                          args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules),
+                          "full" if args.full_inference else "coarse-to-fine")
     packages, added, _ = segmenter.plan(organs)
     image = read_ct(args.ct, args.series_uid)
     if added:
