@@ -29,14 +29,17 @@ def ijk_to_ras(image: sitk.Image) -> np.ndarray:
     return matrix
 
 
-def read_ct(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Image:
-    """Read a CT from a NIfTI/NRRD/MHA file or a DICOM series folder and check it is a 3D CT in HU."""
+def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irregular: bool = False) -> sitk.Image:
+    """Read a CT from a NIfTI/NRRD/MHA file or a DICOM series folder and check it is a 3D CT in HU.
+
+    `series_uid` and `resample_irregular` apply to DICOM folders (see `organseg.dicom_series.read_series`).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
         from organseg.dicom_series import read_series
-        image = read_series(path, series_uid=series_uid)
+        image = read_series(path, series_uid=series_uid, resample_irregular=resample_irregular)
     else:
         image = _read_file(path)
     check_ct(image, path)

@@ -1,0 +1,71 @@
+"""DICOM Segmentation (binary, one segment per organ) from organ masks on a CT series' grid, via highdicom.
+
+Segments carry the catalogue's name and colour, category SCT 123037004 Anatomical Structure and the organ's
+SNOMED CT type; frames reference the CT images they were segmented on.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+from organseg import __version__
+from organseg.catalogue import CATEGORY, Organ, organ
+from organseg.dicom_series import Series
+from organseg.errors import InputError
+from organseg.export.source import check_output_file, reference_headers, write_dataset
+
+
+def write_dicom_seg(masks: Mapping[str, np.ndarray], series: Series, path: str | Path,
+                    overwrite: bool = False) -> list[str]:
+    """Write a DICOM SEG for the organ masks ((z, y, x) bool on the series' grid, in slice order).
+
+    Organs with an empty mask are left out. Returns notes for the user (left-out organs, filled-in UIDs).
+    """
+    path = Path(path)
+    check_output_file(path, series, overwrite)
+    seg, notes = build_dicom_seg(masks, series)
+    write_dataset(seg, path)
+    return notes
+
+
+def build_dicom_seg(masks: Mapping[str, np.ndarray], series: Series) -> tuple[hd.seg.Segmentation, list[str]]:
+    """The Segmentation dataset and notes for the user."""
+    headers, notes = reference_headers(series)
+    organs, frames = [], []
+    for o in sorted((organ(k) for k in masks), key=lambda o: o.label):
+        mask = np.asarray(masks[o.key], dtype=bool)
+        if not mask.any():
+            notes.append(f"{o.display_name}: empty mask, left out of the DICOM SEG")
+            continue
+        organs.append(o)
+        frames.append(mask)
+    if not organs:
+        raise InputError(f"{series.folder}: every organ mask is empty; nothing to write")
+    pixels = np.stack(frames, axis=-1).astype(np.uint8)
+    seg = hd.seg.Segmentation(
+        source_images=headers, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[_segment(i, o) for i, o in enumerate(organs, start=1)],
+        series_instance_uid=generate_uid(), series_number=9002, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer="OrganSeg", manufacturer_model_name="OrganSeg", software_versions=__version__,
+        device_serial_number="0", series_description="OrganSeg organs", content_label="ORGANSEG",
+        content_description="Organ segmentation by OrganSeg")
+    return seg, notes
+
+
+def _segment(number: int, o: Organ) -> hd.seg.SegmentDescription:
+    (scheme, code, meaning), (type_scheme, type_code, type_meaning) = CATEGORY, o.snomed_type
+    return hd.seg.SegmentDescription(
+        segment_number=number, segment_label=o.display_name,
+        segmented_property_category=Code(code, scheme, meaning),
+        segmented_property_type=Code(type_code, type_scheme, type_meaning),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="OrganSeg", family=codes.cid7162.ArtificialIntelligence, version=__version__),
+        tracking_id=o.key, tracking_uid=generate_uid(),
+        display_color=hd.color.CIELabColor.from_rgb(*o.colour))

@@ -1,0 +1,93 @@
+"""What RTSTRUCT and DICOM SEG exports share: the referenced CT headers, grid checks and safe writing."""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from organseg.dicom_series import Series
+from organseg.errors import InputError, OutputError
+
+def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
+    """Copies of the CT headers with the UIDs an export references filled in; plus what was filled.
+
+    Anonymised series sometimes blank SOP Instance/Class UID (taken from the file meta then), or Study and
+    Series Instance UID (replaced by UIDs derived from the Frame of Reference, the same on every export).
+    """
+    if series.problem is not None:
+        raise InputError(f"{series.folder}: {series.problem}; DICOM exports need the original regular series")
+    headers, notes = [copy.deepcopy(h) for h in series.headers], []
+    if not all(str(h.get("FrameOfReferenceUID", "")) for h in headers):
+        raise InputError(f"{series.folder}: the CT slices have no Frame of Reference UID; cannot reference them")
+    for h in headers:
+        for attr, meta in (("SOPInstanceUID", "MediaStorageSOPInstanceUID"), ("SOPClassUID", "MediaStorageSOPClassUID")):
+            if not str(h.get(attr, "")):
+                value = str(getattr(h.get("file_meta", Dataset()), meta, ""))
+                if not value:
+                    raise InputError(f"{series.folder}: a slice has no {attr}; cannot reference it")
+                setattr(h, attr, value)
+    if len({h.SOPInstanceUID for h in headers}) < len(headers):
+        raise InputError(f"{series.folder}: slices share a SOP Instance UID; cannot reference them")
+    for attr in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if not str(headers[0].get(attr, "")):
+            uid = generate_uid(entropy_srcs=[headers[0].FrameOfReferenceUID, attr])
+            notes.append(f"{series.folder}: the CT has no {attr}; the export refers to the derived UID {uid}, so "
+                         "an archive may not file it with the CT")
+            for h in headers:
+                setattr(h, attr, uid)
+    return headers, notes
+
+
+def series_reference_image(series: Series) -> sitk.Image:
+    """An empty image on the series' voxel grid (origin, spacing, direction), for grid checks."""
+    image = sitk.Image(int(series.headers[0].Columns), int(series.headers[0].Rows), len(series.files), sitk.sitkUInt8)
+    image.SetOrigin(tuple(series.position(0)))
+    image.SetSpacing((*series.pixel_spacing, float(np.median(np.diff(series.offsets)))))
+    image.SetDirection(tuple(np.column_stack([series.row_dir, series.col_dir, series.normal]).ravel()))
+    return image
+
+
+def check_on_grid(image: sitk.Image, series: Series, source: str | os.PathLike) -> None:
+    """Raise InputError unless the image lies exactly on the series' voxel grid."""
+    grid = series_reference_image(series)
+    same = (image.GetSize() == grid.GetSize()
+            and np.allclose(image.GetOrigin(), grid.GetOrigin(), atol=1e-3 * max(grid.GetSpacing()))
+            and np.allclose(image.GetSpacing(), grid.GetSpacing(), rtol=1e-4)
+            and np.allclose(image.GetDirection(), grid.GetDirection(), atol=1e-4))
+    if not same:
+        raise InputError(f"{source}: not on the voxel grid of the DICOM series {series.folder} "
+                         f"(size {image.GetSize()} vs {grid.GetSize()}, origin {np.round(image.GetOrigin(), 2)} vs "
+                         f"{np.round(grid.GetOrigin(), 2)}); segment that series or resample the masks onto it")
+
+
+def check_output_file(path: Path, series: Series, overwrite: bool) -> None:
+    """Refuse writing into the input DICOM folder, and over an existing file unless `overwrite`."""
+    path = Path(path)
+    if path.resolve().is_relative_to(series.folder.resolve()):
+        raise OutputError(f"{path}: inside the input DICOM folder {series.folder}; write the export elsewhere")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name such as rtstruct.dcm")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: exists; choose another name or pass --overwrite")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: no such folder")
+
+
+def write_dataset(dataset: Dataset, path: Path) -> None:
+    """Save a DICOM file through a temporary file in the same folder, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=path.parent)
+    os.close(fd)
+    try:
+        dataset.save_as(tmp, enforce_file_format=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
