@@ -1,0 +1,256 @@
+"""OrganSegLogic on slicer-core's real MRML scene with the real CT fixtures and the session's small models.
+
+The models only exercise the path (they were trained for a few steps, so the liver and spleen masks
+are alike); exactness of the MRML round trip is also checked on TotalSegmentator's real liver and spleen.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+import slicer  # noqa: E402
+
+from organseg.catalogue import organ  # noqa: E402
+from organseg.model_package import ModelStore  # noqa: E402
+from organseg.segmenter import OrganMask, Segmenter  # noqa: E402
+from organseg_slicer.logic import OrganSegLogic, Options  # noqa: E402
+from organseg_slicer.segments import (ORGAN_TAG, organ_segments, segment_mask, segment_tag,  # noqa: E402
+                                      set_organ_segment, terminology_entry)
+from organseg_slicer.table import table_rows  # noqa: E402
+from organseg_slicer.volumes import image_from_volume, volume_from_image, volume_ijk_to_ras  # noqa: E402
+
+MODULE = Path(__file__).resolve().parents[2]
+TS_LIVER, TS_SPLEEN = 5, 1
+ORGANS = ["liver", "spleen"]
+
+
+@pytest.fixture(scope="module")
+def library_result(dicom_ct, tiny_models):
+    """What the library itself gives for the DICOM CT (the reference for the MRML results)."""
+    return Segmenter(ModelStore([tiny_models]), device="cpu").segment(dicom_ct, ORGANS)
+
+
+def options(models: Path) -> Options:
+    return Options(device="cpu", models=[models])
+
+
+def sh_parent(scene, node):
+    sh = scene.GetSubjectHierarchyNode()
+    return sh.GetItemParent(sh.GetItemByDataNode(node))
+
+
+def test_volume_geometry_matches_slicer_reader_and_round_trips(scene, data_dir, dicom_ct):
+    from organseg.io import ijk_to_ras, read_ct
+    path = data_dir / "example_ct.nii.gz"
+    by_slicer = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "read by Slicer")
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(by_slicer)
+    image = read_ct(path)
+    ours = volume_from_image(scene, image, "ours")
+    np.testing.assert_allclose(volume_ijk_to_ras(ours), volume_ijk_to_ras(by_slicer), atol=1e-4)
+    np.testing.assert_allclose(volume_ijk_to_ras(ours), ijk_to_ras(image), atol=0)
+    assert np.array_equal(sitk.GetArrayFromImage(image_from_volume(by_slicer)), sitk.GetArrayFromImage(image))
+    for original in (image, dicom_ct):
+        back = image_from_volume(volume_from_image(scene, original, "round trip"))
+        np.testing.assert_allclose(back.GetOrigin(), original.GetOrigin(), atol=1e-9)
+        np.testing.assert_allclose(back.GetSpacing(), original.GetSpacing(), atol=1e-12)
+        np.testing.assert_allclose(back.GetDirection(), original.GetDirection(), atol=1e-12)
+        assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(original))
+
+
+def test_real_organ_masks_round_trip_through_segments(scene, ct_volume, ts_labels):
+    """TotalSegmentator's liver and spleen go into segments and come back voxel for voxel."""
+    labels = sitk.GetArrayFromImage(ts_labels)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "real organs")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct_volume)
+    masks = {"liver": labels == TS_LIVER, "spleen": labels == TS_SPLEEN}
+    assert all(m.sum() > 1000 for m in masks.values())
+    ids = {key: set_organ_segment(node, organ(key), OrganMask.from_full(m), ct_volume) for key, m in masks.items()}
+    for key, mask in masks.items():
+        assert np.array_equal(segment_mask(node, ids[key], ct_volume), mask)
+    # Slicer's own export of all segments onto the CT grid gives the same multi-label map
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+        node, [ids["liver"], ids["spleen"]], labelmap, ct_volume)
+    exported = sitk.GetArrayFromImage(image_from_volume(labelmap))
+    assert np.array_equal(exported, masks["liver"] * 1 + masks["spleen"] * 2)
+
+
+def test_run_matches_library_voxel_for_voxel(scene, ct_volume, tiny_models, library_result):
+    logic = OrganSegLogic(scene)
+    run = logic.run(ct_volume, ORGANS, options(tiny_models))
+    assert run.job.result is not None and run.job.error is None
+    node = run.segmentation_node
+    segments = organ_segments(node)
+    assert list(segments.values()) == list(library_result.masks) == run.done
+    for segment_id, key in segments.items():
+        assert np.array_equal(segment_mask(node, segment_id, ct_volume), library_result.masks[key].full()), key
+        segment = node.GetSegmentation().GetSegment(segment_id)
+        o = organ(key)
+        assert segment.GetName() == o.display_name
+        np.testing.assert_allclose(segment.GetColor(), o.colour_float)
+        entry = segment_tag(segment, segment.GetTerminologyEntryTagName())
+        assert entry == terminology_entry(o)
+        assert f"~SCT^123037004^Anatomical Structure~SCT^{o.snomed_code}^{o.snomed_meaning}~" in entry
+    # table = the library's statistics
+    rows = table_rows(run.table_node)
+    assert len(rows) == len(library_result.stats)
+    for row, expected in zip(rows, library_result.stats):
+        assert row["name"] == expected["name"] and row["voxels"] == expected["voxels"]
+        for key in ("volume_ml", "mean_hu", "std_hu", "min_hu", "max_hu"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-12), key
+    # geometry reference and subject hierarchy: beside the CT, under its study
+    assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is ct_volume
+    study = sh_parent(scene, ct_volume)
+    assert scene.GetSubjectHierarchyNode().GetItemLevel(study) == "Study"
+    assert sh_parent(scene, node) == study and sh_parent(scene, run.table_node) == study
+    # progress: one running and one done line per organ, "organ k of n"
+    lines = [m for m in run.messages if m.startswith("organ ")]
+    assert len(lines) == 4 and lines[0] == "organ 1 of 2: Liver running" and lines[2] == "organ 2 of 2: Spleen running"
+    assert re.match(r"organ 1 of 2: Liver done \(\d+ voxels", lines[1])
+    assert re.match(r"organ 2 of 2: Spleen done \(\d+ voxels", lines[3])
+    assert any("femur_heads" in m for m in run.messages), "missing anchor models are reported"
+
+
+def test_recompute_after_edit(scene, ct_volume, tiny_models):
+    logic = OrganSegLogic(scene)
+    run = logic.run(ct_volume, ["liver"], options(tiny_models))
+    node = run.segmentation_node
+    segment_id = next(iter(organ_segments(node)))
+    before = table_rows(run.table_node)[0]
+    mask = segment_mask(node, segment_id, ct_volume)
+    removed = int(mask[:5].sum())
+    assert removed > 0
+    mask[:5] = False  # erase five slices, as a Segment Editor edit would
+    edit = slicer.vtkSlicerSegmentationsModuleLogic
+    from organseg_slicer.volumes import oriented_image
+    assert edit.SetBinaryLabelmapToSegment(oriented_image(mask.astype(np.uint8), volume_ijk_to_ras(ct_volume)),
+                                           node, segment_id, edit.MODE_REPLACE)
+    assert table_rows(run.table_node)[0]["voxels"] == before["voxels"]  # not recomputed yet
+    logic.recompute_table(node)
+    after = table_rows(run.table_node)[0]
+    voxel_ml = float(np.prod(ct_volume.GetSpacing())) / 1000.0
+    assert after["voxels"] == before["voxels"] - removed
+    assert after["volume_ml"] == pytest.approx(before["volume_ml"] - removed * voxel_ml, rel=1e-12)
+
+
+def test_existing_segmentations_untouched_unless_chosen(scene, ct_volume, tiny_models, ts_labels):
+    manual = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "manual")
+    manual.SetReferenceImageGeometryParameterFromVolumeNode(ct_volume)
+    spleen = sitk.GetArrayFromImage(ts_labels) == TS_SPLEEN
+    from organseg_slicer.volumes import oriented_image
+    manual_id = manual.GetSegmentation().AddEmptySegment("mine", "my spleen")
+    logic_cls = slicer.vtkSlicerSegmentationsModuleLogic
+    logic_cls.SetBinaryLabelmapToSegment(oriented_image(spleen.astype(np.uint8), volume_ijk_to_ras(ct_volume)),
+                                         manual, manual_id, logic_cls.MODE_REPLACE)
+    mtime = manual.GetSegmentation().GetMTime()
+
+    logic = OrganSegLogic(scene)
+    first = logic.run(ct_volume, ["liver"], options(tiny_models))
+    assert first.segmentation_node is not manual
+    assert manual.GetSegmentation().GetNumberOfSegments() == 1 and manual.GetSegmentation().GetMTime() == mtime
+    assert np.array_equal(segment_mask(manual, manual_id, ct_volume), spleen)
+
+    # chosen explicitly: organ segments are added, the manual segment stays
+    into = logic.run(ct_volume, ["liver"], options(tiny_models), manual)
+    assert into.segmentation_node is manual and into.plan.replaced == []
+    assert list(organ_segments(manual).values()) == ["liver"]
+    assert np.array_equal(segment_mask(manual, manual_id, ct_volume), spleen)
+    # again: the plan says what it replaces, and the segment is replaced, not duplicated
+    again = logic.run(ct_volume, ["liver"], options(tiny_models), manual)
+    assert again.plan.replaced == ["liver"] and any("replacing segments" in m for m in again.messages)
+    assert manual.GetSegmentation().GetNumberOfSegments() == 2
+    assert segment_tag(manual.GetSegmentation().GetSegment(manual_id), ORGAN_TAG) is None
+
+
+def test_cancel_after_first_organ_leaves_consistent_state(scene, ct_volume, tiny_models, monkeypatch):
+    """Cancel once the first organ is in the scene; the second stops at its first batch."""
+    import organseg.segmenter as segmenter_module
+    release = threading.Event()
+    calls = []
+    original = segmenter_module.predict_organ
+
+    def gated(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # hold the second organ until the test has cancelled
+            release.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(segmenter_module, "predict_organ", gated)
+    logic = OrganSegLogic(scene)
+    run = logic.start(ct_volume, ORGANS, options(tiny_models))
+    while not run.done:
+        run.job.wait(0.05)
+        logic.process(run)
+    run.job.cancel()
+    release.set()
+    while not run.finished:
+        run.job.wait(0.05)
+        logic.process(run)
+    assert run.job.cancelled and run.job.result is None and run.job.error is None
+    assert run.done == ["liver"]
+    assert list(organ_segments(run.segmentation_node).values()) == ["liver"]
+    assert [r["name"] for r in table_rows(run.table_node)] == ["Liver"]
+    assert run.messages[-1] == "cancelled: kept the 1 finished organs of 2"
+
+
+def test_anchor_organs_are_added_and_reported(scene, ct_volume, tiny_models, tmp_path):
+    """Gallbladder's rule needs the liver: choosing it alone adds the liver and says so."""
+    import shutil
+    from organseg.model_package import ModelStore as Store, write_package
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    liver = Store([models]).get("liver")
+    write_package(models, "gallbladder", liver.state_dict_arrays(), liver.channels,
+                  {"summary": "test: the liver fixture's weights under the gallbladder's name"}, {"val_dice": None})
+    logic = OrganSegLogic(scene)
+    plan = logic.plan(["gallbladder"], options(models))
+    assert plan.organs == ["liver", "gallbladder"] and plan.added_anchors == ["liver"]
+    run = logic.run(ct_volume, ["gallbladder"], options(models))
+    assert "added anchor organs needed by post-processing: liver" in run.messages
+    assert sorted(organ_segments(run.segmentation_node).values()) == ["gallbladder", "liver"]
+
+
+def test_bad_input_is_one_clear_error(scene, tiny_models):
+    from organseg.errors import InputError
+    logic = OrganSegLogic(scene)
+    with pytest.raises(InputError, match="no organ chosen"):
+        logic.plan([], options(tiny_models))
+    with pytest.raises(InputError, match="no input volume"):
+        logic.start(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty"), ["liver"], options(tiny_models))
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+
+def test_ui_parses_and_names_every_widget_the_module_uses():
+    tree = ET.parse(MODULE / "Resources" / "UI" / "OrganSeg.ui")
+    names = {w.get("name") for w in tree.iter("widget")}
+    classes = {w.get("class") for w in tree.iter("widget")}
+    assert {"qMRMLNodeComboBox", "ctkCollapsibleButton"} <= classes
+    used = set(re.findall(r"self\.ui\.(\w+)", (MODULE / "OrganSeg.py").read_text()))
+    assert used and used <= names, f"not in OrganSeg.ui: {sorted(used - names)}"
+    selector = next(w for w in tree.iter("widget") if w.get("name") == "outputSegmentationSelector")
+    props = {p.get("name"): p for p in selector.iter("property")}
+    assert props["noneEnabled"].find("bool").text == "true"
+    assert props["noneDisplay"].find("string").text == "Create new segmentation"
+
+
+def test_module_file_imports_without_the_application():
+    import OrganSeg
+    assert {"OrganSeg", "OrganSegWidget", "OrganSegLogic", "OrganSegTest"} <= set(vars(OrganSeg))
+    assert OrganSeg.OrganSegLogic is OrganSegLogic
+
+
+def test_cmake_registers_every_module_file():
+    cmake = (MODULE / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", "OrganSeg")
+    for path in sorted(MODULE.glob("organseg_slicer/*.py")) + [MODULE / "Resources" / "UI" / "OrganSeg.ui",
+                                                            MODULE / "Resources" / "Icons" / "OrganSeg.png"]:
+        assert path.relative_to(MODULE).as_posix() in cmake, path
+        assert path.is_file()

@@ -1,0 +1,59 @@
+"""First-run installation of the Python packages OrganSeg needs inside Slicer.
+
+The library and ONNX Runtime are installed with `slicer.util.pip_install` under a constraints file that
+pins the numpy, SimpleITK and scipy Slicer already has, so installing never up- or downgrades packages
+other extensions rely on. PyTorch (GPU inference, training) is left to the PyTorch Utils extension.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+#: import name -> pip requirement; ORGANSEG_PIP_REQUIREMENT may name another source (a wheel, a git URL)
+REQUIRED = {"organseg": os.environ.get("ORGANSEG_PIP_REQUIREMENT", "organseg"), "onnxruntime": "onnxruntime>=1.17"}
+#: packages Slicer ships; pinned to their installed versions while installing
+PROTECTED = ("numpy", "SimpleITK", "scipy")
+
+
+def missing_requirements() -> list[str]:
+    """Pip requirements of the packages that cannot be imported yet."""
+    return [req for name, req in REQUIRED.items() if importlib.util.find_spec(name) is None]
+
+
+def constraints(folder: Path) -> Path:
+    """A pip constraints file pinning the installed versions of the protected packages."""
+    lines = []
+    for name in PROTECTED:
+        try:
+            lines.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    path = folder / "organseg-constraints.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def install(requirements: list[str]) -> None:
+    """pip-install the requirements inside Slicer without changing the protected packages."""
+    import slicer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        slicer.util.pip_install(list(requirements) + ["-c", str(constraints(Path(tmp)))])
+    importlib.invalidate_caches()
+
+
+def torch_from_pytorch_utils() -> str | None:
+    """Make PyTorch available through the PyTorch Utils extension; returns a message if it cannot."""
+    if importlib.util.find_spec("torch") is not None:
+        return None
+    try:
+        import PyTorchUtils
+    except ImportError:
+        return ("GPU inference and training need PyTorch: install the 'PyTorch' extension from the "
+                "Extensions Manager, restart Slicer, then choose the device again")
+    if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
+        return "PyTorch was not installed; using the CPU"
+    return None

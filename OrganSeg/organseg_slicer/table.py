@@ -1,0 +1,42 @@
+"""The organ volume table: one row per organ segment (name, volume in mL, voxels, HU statistics)."""
+from __future__ import annotations
+
+import math
+
+import slicer
+import vtk
+
+#: (column title, key in an organseg.stats row, unit)
+COLUMNS = (("Organ", "name", ""), ("Volume [mL]", "volume_ml", "mL"), ("Voxels", "voxels", ""),
+           ("Mean HU", "mean_hu", "HU"), ("Std HU", "std_hu", "HU"), ("Min HU", "min_hu", "HU"),
+           ("Max HU", "max_hu", "HU"))
+
+
+def fill_table(table_node: slicer.vtkMRMLTableNode, rows: list[dict]) -> None:
+    """Replace the table's contents by the statistics rows (organseg.stats.organ_stats dictionaries).
+
+    Empty organs have 0 mL and NaN HU statistics.
+    """
+    table = vtk.vtkTable()
+    for title, key, _ in COLUMNS:
+        array = vtk.vtkStringArray() if key == "name" else vtk.vtkIntArray() if key == "voxels" else vtk.vtkDoubleArray()
+        array.SetName(title)
+        for row in rows:
+            value = row[key]
+            array.InsertNextValue(math.nan if value is None else value)
+        table.AddColumn(array)
+    was_modifying = table_node.StartModify()
+    table_node.SetAndObserveTable(table)
+    for title, _, unit in COLUMNS:
+        if unit:
+            table_node.SetColumnUnitLabel(title, unit)
+    table_node.EndModify(was_modifying)
+
+
+def table_rows(table_node: slicer.vtkMRMLTableNode) -> list[dict]:
+    """The table back as dictionaries keyed like organseg.stats rows (for tests and scripts)."""
+    table = table_node.GetTable()
+    rows = []
+    for r in range(table.GetNumberOfRows()):
+        rows.append({key: table.GetColumnByName(title).GetValue(r) for title, key, _ in COLUMNS})
+    return rows
