@@ -77,7 +77,7 @@ def organ_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float
         raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
     pred, ref = pred.astype(bool, copy=False), ref.astype(bool, copy=False)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    v_pred, v_ref = np.count_nonzero(pred) * voxel_ml, np.count_nonzero(ref) * voxel_ml
+    v_pred, v_ref = int(np.count_nonzero(pred)) * voxel_ml, int(np.count_nonzero(ref)) * voxel_ml
     if not pred.any() and not ref.any():
         surface_nsd, surface_hd95 = 1.0, 0.0
     elif not pred.any() or not ref.any():

@@ -76,6 +76,7 @@ def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, confi
     work.mkdir(parents=True, exist_ok=True)
     (work / "split.json").write_text(json.dumps(split.description, indent=2) + "\n")
 
+    torch.manual_seed(config.seed)  # reproducible initial weights
     net = ResUNet2D(parent.channels if parent else DEFAULT_CHANNELS)
     if parent is not None:
         net.load_state_dict({k: torch.from_numpy(v) for k, v in parent.state_dict_arrays().items()})
