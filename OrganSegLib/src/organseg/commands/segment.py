@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from organseg.catalogue import parse_organs
+from organseg.export.output_types import dicom_writers, parse_output_types
 from organseg.io import read_ct
 from organseg.model_package import ModelStore
 from organseg.outputs import check_output_dir, write_result
@@ -25,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="inference engine; auto: ONNX Runtime on the CPU, PyTorch on GPUs")
     p.add_argument("--models", action="append", type=Path, help="model folder (repeatable)")
     p.add_argument("--format", default="nifti", choices=("nifti", "nrrd"), help="image format of the outputs")
+    p.add_argument("--output-type", action="append", metavar="TYPES",
+                   help="nifti, nrrd, rtstruct, dicom-seg (repeatable or comma-separated): nifti/nrrd set the mask "
+                        "format, rtstruct/dicom-seg add rtstruct.dcm/seg.dcm (need a DICOM series folder as CT)")
+    p.add_argument("--resample-irregular", action="store_true",
+                   help="resample a DICOM series with gantry tilt, uneven spacing or missing slices (else refused)")
     p.add_argument("--no-postprocess", action="store_true", help="keep the raw network masks")
     p.add_argument("--anchor-rules", default="",
                    help="switch anchor rules per organ, e.g. 'pancreas=on,liver=off' (default: the rule table)")
@@ -50,12 +56,14 @@ def parse_switches(spec: str) -> dict[str, bool]:
 
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output, args.overwrite)
+    fmt, dicom_types = parse_output_types(args.output_type, args.format)
+    extra_writers = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
     organs = [o.key for o in parse_organs(args.organs)]
     segmenter = Segmenter(ModelStore(args.models) if args.models else None, args.device, args.engine,
                           args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules),
                           "full" if args.full_inference else "coarse-to-fine")
     packages, added, _ = segmenter.plan(organs)
-    image = read_ct(args.ct, args.series_uid)
+    image = read_ct(args.ct, args.series_uid, args.resample_irregular)
     if added:
         print(f"adding anchor organs for post-processing: {', '.join(added)}", file=sys.stderr)
     bar = tqdm(total=len(packages), unit="organ", file=sys.stderr)
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    write_result(result, args.output, args.format, args.overwrite, source=str(args.ct))
+    write_result(result, args.output, fmt, args.overwrite, source=str(args.ct), extra_writers=extra_writers)
     print(f"{'organ':<20}{'volume mL':>11}{'seconds':>9}  model")
     for row in result.stats:
         print(f"{row['organ']:<20}{row['volume_ml']:>11.1f}{result.seconds[row['organ']]:>9.2f}  "

@@ -18,7 +18,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
 from organseg import __version__
 from organseg.catalogue import Organ, organ
@@ -74,7 +74,7 @@ def _base_dataset(ct: Dataset) -> FileDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = RTStructureSetStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian  # 32-bit lengths: long contours fit
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = FileDataset("", Dataset(), file_meta=meta, preamble=b"\0" * 128)
     now = datetime.datetime.now()
@@ -120,7 +120,7 @@ def _contours(mask: np.ndarray, series: Series, headers: list[Dataset]) -> list[
                 ContourImageSequence=Sequence([_image_reference(headers[k])]), ContourGeometricType="CLOSED_PLANAR",
                 NumberOfContourPoints=len(points), ContourNumber=len(items) + 1)
             item[_CONTOUR_DATA] = _decimal_strings(points.ravel())
-            item.set_original_encoding(False, True, default_encoding)  # ASCII only: lets the raw value through
+            item.set_original_encoding(True, True, default_encoding)  # ASCII only: lets the raw value through
             items.append(item)
     return items
 
@@ -129,7 +129,7 @@ def _decimal_strings(values: np.ndarray) -> RawDataElement:
     """Contour Data as encoded DS text: building one pydicom DS object per coordinate is 100x slower."""
     text = "\\".join(f"{v:.4f}" for v in values).encode("ascii")
     text += b" " * (len(text) % 2)
-    return RawDataElement(_CONTOUR_DATA, "DS", len(text), text, 0, False, True)
+    return RawDataElement(_CONTOUR_DATA, "DS", len(text), text, 0, True, True)
 
 
 def _observation(o: Organ) -> Dataset:
