@@ -251,11 +251,11 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         try:
             with slicer.util.WaitCursor():
-                written = export(segmentation, volume, kind, path)
+                notes = export(segmentation, volume, kind, path)
         except OrganSegError as err:
             slicer.util.errorDisplay(str(err))
             return
-        self.status([f"wrote {written}"])
+        self.status([f"wrote {path}"] + notes)
 
 
 class OrganSegTest(ScriptedLoadableModuleTest):

@@ -84,11 +84,30 @@ def test_real_organ_masks_round_trip_through_segments(scene, ct_volume, ts_label
     assert np.array_equal(exported, masks["liver"] * 1 + masks["spleen"] * 2)
 
 
-def test_run_matches_library_voxel_for_voxel(scene, ct_volume, tiny_models, library_result):
+def manual_spleen(scene, ct_volume, ts_labels):
+    """A user's segmentation with one hand-made segment (TotalSegmentator's spleen)."""
+    from organseg_slicer.volumes import oriented_image
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "manual")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct_volume)
+    spleen = sitk.GetArrayFromImage(ts_labels) == TS_SPLEEN
+    segment_id = node.GetSegmentation().AddEmptySegment("mine", "my spleen")
+    edit = slicer.vtkSlicerSegmentationsModuleLogic
+    assert edit.SetBinaryLabelmapToSegment(oriented_image(spleen.astype(np.uint8), volume_ijk_to_ras(ct_volume)),
+                                           node, segment_id, edit.MODE_REPLACE)
+    return node, segment_id, spleen
+
+
+def test_run_matches_library_voxel_for_voxel(scene, ct_volume, tiny_models, library_result, ts_labels):
+    manual, manual_id, spleen = manual_spleen(scene, ct_volume, ts_labels)
+    mtime = manual.GetSegmentation().GetMTime()
     logic = OrganSegLogic(scene)
     run = logic.run(ct_volume, ORGANS, options(tiny_models))
     assert run.job.result is not None and run.job.error is None
     node = run.segmentation_node
+    # an existing segmentation not chosen as output is left untouched
+    assert node is not manual and manual.GetSegmentation().GetMTime() == mtime
+    assert manual.GetSegmentation().GetNumberOfSegments() == 1
+    assert np.array_equal(segment_mask(manual, manual_id, ct_volume), spleen)
     segments = organ_segments(node)
     assert list(segments.values()) == list(library_result.masks) == run.done
     for segment_id, key in segments.items():
@@ -142,24 +161,10 @@ def test_recompute_after_edit(scene, ct_volume, tiny_models):
     assert after["volume_ml"] == pytest.approx(before["volume_ml"] - removed * voxel_ml, rel=1e-12)
 
 
-def test_existing_segmentations_untouched_unless_chosen(scene, ct_volume, tiny_models, ts_labels):
-    manual = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "manual")
-    manual.SetReferenceImageGeometryParameterFromVolumeNode(ct_volume)
-    spleen = sitk.GetArrayFromImage(ts_labels) == TS_SPLEEN
-    from organseg_slicer.volumes import oriented_image
-    manual_id = manual.GetSegmentation().AddEmptySegment("mine", "my spleen")
-    logic_cls = slicer.vtkSlicerSegmentationsModuleLogic
-    logic_cls.SetBinaryLabelmapToSegment(oriented_image(spleen.astype(np.uint8), volume_ijk_to_ras(ct_volume)),
-                                         manual, manual_id, logic_cls.MODE_REPLACE)
-    mtime = manual.GetSegmentation().GetMTime()
-
+def test_existing_segmentation_changed_only_when_chosen(scene, ct_volume, tiny_models, ts_labels):
+    manual, manual_id, spleen = manual_spleen(scene, ct_volume, ts_labels)
     logic = OrganSegLogic(scene)
-    first = logic.run(ct_volume, ["liver"], options(tiny_models))
-    assert first.segmentation_node is not manual
-    assert manual.GetSegmentation().GetNumberOfSegments() == 1 and manual.GetSegmentation().GetMTime() == mtime
-    assert np.array_equal(segment_mask(manual, manual_id, ct_volume), spleen)
-
-    # chosen explicitly: organ segments are added, the manual segment stays
+    # chosen as output: organ segments are added, the manual segment stays
     into = logic.run(ct_volume, ["liver"], options(tiny_models), manual)
     assert into.segmentation_node is manual and into.plan.replaced == []
     assert list(organ_segments(manual).values()) == ["liver"]
@@ -169,6 +174,7 @@ def test_existing_segmentations_untouched_unless_chosen(scene, ct_volume, tiny_m
     assert again.plan.replaced == ["liver"] and any("replacing segments" in m for m in again.messages)
     assert manual.GetSegmentation().GetNumberOfSegments() == 2
     assert segment_tag(manual.GetSegmentation().GetSegment(manual_id), ORGAN_TAG) is None
+    assert np.array_equal(segment_mask(manual, manual_id, ct_volume), spleen)
 
 
 def test_cancel_after_first_organ_leaves_consistent_state(scene, ct_volume, tiny_models, monkeypatch):
@@ -214,9 +220,10 @@ def test_anchor_organs_are_added_and_reported(scene, ct_volume, tiny_models, tmp
     logic = OrganSegLogic(scene)
     plan = logic.plan(["gallbladder"], options(models))
     assert plan.organs == ["liver", "gallbladder"] and plan.added_anchors == ["liver"]
-    run = logic.run(ct_volume, ["gallbladder"], options(models))
+    run = logic.start(ct_volume, ["gallbladder"], options(models))
     assert "added anchor organs needed by post-processing: liver" in run.messages
-    assert sorted(organ_segments(run.segmentation_node).values()) == ["gallbladder", "liver"]
+    run.job.cancel()
+    assert run.job.wait(60)
 
 
 def test_bad_input_is_one_clear_error(scene, tiny_models):
@@ -227,6 +234,45 @@ def test_bad_input_is_one_clear_error(scene, tiny_models):
     with pytest.raises(InputError, match="no input volume"):
         logic.start(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty"), ["liver"], options(tiny_models))
     assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+
+@pytest.mark.parametrize("kind", ["rtstruct", "dicom_seg"])
+def test_dicom_export_references_the_source_series(scene, ct_volume, ts_labels, data_dir, tmp_path, kind):
+    """Segments (as edited in the scene) exported against the DICOM series the volume came from."""
+    pydicom = pytest.importorskip("pydicom")
+    from organseg_slicer.dicom_export import export
+    files = {}
+    for f in sorted((data_dir / "example_ct_dicom").iterdir()):
+        header = pydicom.dcmread(f, stop_before_pixels=True)  # anonymised: UID only in the file meta
+        files[str(header.SOPInstanceUID or header.file_meta.MediaStorageSOPInstanceUID)] = str(f)
+
+    class Database:  # what the export asks of Slicer's ctkDICOMDatabase
+        fileForInstance = staticmethod(files.get)
+
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "organs")
+    labels = sitk.GetArrayFromImage(ts_labels)
+    masks = {"liver": labels == TS_LIVER, "spleen": labels == TS_SPLEEN}
+    for key, m in masks.items():
+        set_organ_segment(node, organ(key), OrganMask.from_full(m), ct_volume)
+    from organseg.errors import InputError
+    with pytest.raises(InputError, match="not loaded from DICOM"):
+        export(node, ct_volume, kind, tmp_path / "x.dcm", Database())
+    ct_volume.SetAttribute("DICOM.instanceUIDs", " ".join(files))
+    out = tmp_path / f"{kind}.dcm"
+    export(node, ct_volume, kind, out, Database())
+    ds = pydicom.dcmread(out)
+    if kind == "rtstruct":
+        assert ds.Modality == "RTSTRUCT"
+        assert [r.ROIName for r in ds.StructureSetROISequence] == ["Liver", "Spleen"]
+        referenced = {str(c.ContourImageSequence[0].ReferencedSOPInstanceUID)
+                      for roi in ds.ROIContourSequence for c in roi.ContourSequence}
+    else:
+        assert ds.Modality == "SEG" and [s.SegmentLabel for s in ds.SegmentSequence] == ["Liver", "Spleen"]
+        assert int(ds.pixel_array.astype(bool).sum()) == sum(int(m.sum()) for m in masks.values())
+        referenced = {str(i.ReferencedSOPInstanceUID) for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced and referenced <= set(files)
+    with pytest.raises(Exception, match="exists"):
+        export(node, ct_volume, kind, out, Database())
 
 
 def test_ui_parses_and_names_every_widget_the_module_uses():
