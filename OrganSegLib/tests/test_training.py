@@ -64,16 +64,17 @@ def test_trained_package_segments_the_ct(trained: Path, data_dir: Path, dicom_ct
     assert mask.GetSize() == dicom_ct.GetSize() and mask.GetOrigin() == dicom_ct.GetOrigin()
 
 
-def test_rerun_needs_resume_and_resume_continues(dataset: Path, tmp_path: Path, capsys):
-    args = ["train", "--organ", "liver", "--data", str(dataset), "--val-every", "2", "--out", str(tmp_path), *FAST]
-    assert main(args + ["--steps", "2"]) == 0
-    assert main(args + ["--steps", "4"]) == 4
+def test_rerun_needs_resume_and_resume_continues(trained: Path, dataset: Path, tmp_path: Path, capsys):
+    """Continue the fixture's run (checkpoint at step 6) to step 7, into another models folder."""
+    args = ["train", "--organ", "spleen", "--data", str(dataset), "--out", str(tmp_path), "--val-every", "3",
+            "--work", str(trained / ".train-spleen"), *FAST]
+    assert main(args + ["--steps", "7"]) == 4
     assert "--resume" in capsys.readouterr().err
-    assert main(args + ["--steps", "4", "--resume"]) == 0
-    first = ModelPackage.load(tmp_path / "liver-v1").meta["training"]
-    resumed = ModelPackage.load(tmp_path / "liver-v2").meta["training"]
-    assert resumed["steps"] == 4 and [s for s, _ in resumed["val_history"]] == [0, 2, 4]
-    assert resumed["loss_curve"][0] == first["loss_curve"][0] and len(resumed["loss_curve"]) == 2
+    assert main(args + ["--steps", "7", "--resume"]) == 0
+    first = ModelPackage.load(trained / "spleen-v1").meta["training"]
+    training = ModelPackage.load(tmp_path / "spleen-v1").meta["training"]
+    assert training["steps"] == 7 and [s for s, _ in training["val_history"]] == [0, 3, 6, 7]
+    assert training["loss_curve"][:2] == first["loss_curve"]
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path: Path):
