@@ -100,5 +100,8 @@ def make_runtime(package: ModelPackage, device: str, engine: str = "auto") -> Ru
     try:
         return TorchRuntime(package, device)
     except ImportError:
+        if engine == "torch":
+            raise InputError("--engine torch needs PyTorch, which is not installed; pip install 'organseg[torch]' "
+                             "or use the ONNX engine") from None
         raise ModelError(f"{package.path}: has no ONNX file and PyTorch is not installed; "
                          "pip install 'organseg[torch]'") from None
