@@ -14,7 +14,7 @@ import slicer
 
 from organseg.catalogue import parse_organs
 from organseg.errors import InputError
-from organseg.model_package import ModelStore, default_models_dirs
+from organseg.model_package import ModelStore
 from organseg.runtime import resolve_device
 from organseg.segmenter import Progress, Segmenter
 from organseg.stats import organ_stats
@@ -41,7 +41,7 @@ class Options:
     models: list[Path] | None = None  #: model folders; None: organseg's defaults (user folder, bundled)
 
     def segmenter(self) -> Segmenter:
-        store = ModelStore([Path(m) for m in self.models]) if self.models else ModelStore(default_models_dirs())
+        store = ModelStore([Path(m) for m in self.models]) if self.models else ModelStore()
         return Segmenter(store, device=self.device, postprocess=self.postprocess)
 
 
