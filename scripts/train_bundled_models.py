@@ -39,7 +39,7 @@ def train(organs: list[str], minutes: float, steps: int, threads: int, work: Pat
     import torch
 
     from organseg.model_package import bundled_models_dir
-    from organseg.training.loop import FitConfig
+    from organseg.training.config import FitConfig
     from organseg.training.run import train_organ
 
     torch.set_num_threads(threads)
@@ -63,7 +63,8 @@ def evaluate(packages: list) -> str:
 
     out = SCRIPTS / "evaluation"
     code = main(["evaluate", "--ct", str(DATA / "example_ct_dicom"), "--models", str(bundled_models_dir()),
-                 "--organs", ",".join(p.organ.key for p in packages), "--ref", str(DATA / "example_seg_dicom.nii.gz"),
+                 "--organs", ",".join(p.organ.key for p in packages),
+                 "--ref", str(DATA / "example_seg_dicom.nii.gz"),
                  "--ref-labels", str(DATA / "labels_totalsegmentator_v2.json"), "--case", "totalseg_dicom_example",
                  "-o", str(out), "--overwrite"])
     if code:
@@ -76,9 +77,11 @@ def report(packages: list, evaluation_md: str) -> None:
     rows = []
     for p in packages:
         t = p.meta["training"]
+        val_z = [z for s in t["split"]["sources"].values() for z in s.get("val_z", [])]
         rows.append(f"| {p.organ.display_name} | v{p.version} | {p.dice:.3f} | {t['best_step']} | {t['steps']} | "
                     f"{t['seconds'] / 60:.1f} | {t.get('torch_threads', '-')} | "
-                    f"{t['data']['slices']['train']} / {t['data']['slices']['validation']} |")
+                    f"{t['data']['slices']['train']} / {t['data']['slices']['validation']} | "
+                    f"{min(val_z)}-{max(val_z)} |")
     text = f"""# Bundled models: how they were trained and what their numbers mean
 
 Made by `python scripts/train_bundled_models.py` (this file and `evaluation/` are rewritten by it).
@@ -92,9 +95,10 @@ packages, ONNX inference, post-processing, evaluation) works on real CT; they ar
   TotalSegmentator test files.
 - Reference: TotalSegmentator v2's label map of that series (model output, not manual contours), mapped to
   the catalogue organs through `Organ.totalsegmentator_names`.
-- Split: with one case there is no patient split. The most superior 4 of the 20 slices (20%) are the
-  validation set, the other 16 the training set (a **within-patient** split; neighbouring slices are 2 mm
-  apart and strongly correlated). Early stopping picks the weights with the best validation Dice, and
+- Split: with one case there is no patient split. The most superior 20% of the organ's slices (the
+  organ's axial range +/- 30 slices; liver, spleen and stomach span all 20 slices here, so slices 16-19 in
+  inferior-to-superior order) are the validation set, the rest the training set: a **within-patient**
+  split; neighbouring slices are 2 mm apart and strongly correlated. Early stopping picks the weights with the best validation Dice, and
   the same validation Dice is reported: there is no separate test set.
 - Therefore the Dice values below **overstate** how these models do on other patients, scanners or
   anatomy. Expect them to fail on CTs unlike this one; train on real data with `organseg train`.
@@ -103,10 +107,11 @@ packages, ONNX inference, post-processing, evaluation) works on real CT; they ar
 
 Adam (lr 1e-3), Dice + BCE loss, batches of 4 slices, augmentation (intensity scale/shift, rotations up
 to 10 degrees, scaling 0.9-1.1, no left-right flip), validation every 25 steps, early stopping after 10
-validations without improvement or a time budget, on a shared 2-core CPU.
+validations without improvement or a time budget of wall-clock training time, on a 2-core CPU shared with
+other jobs (so the step counts say more about the machine's load than about convergence).
 
-| organ | version | validation Dice | best step | steps | minutes | torch threads | train / val slices |
-|---|---|---|---|---|---|---|---|
+| organ | version | val Dice | best step | steps | minutes | threads | train / val slices | val slices (z) |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Validation Dice: thresholded predictions pooled over the 4 validation slices, at network input size

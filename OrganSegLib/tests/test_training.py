@@ -16,7 +16,8 @@ from organseg.model_package import ModelPackage
 from organseg.training.augment import Augmentation
 from organseg.network import ResUNet2D
 from organseg.training.dataset import CaseSlices, CaseSpec, decode, read_dataset
-from organseg.training.loop import FitConfig, FitState, SliceSet, Trainer
+from organseg.training.config import FitConfig
+from organseg.training.loop import FitState, SliceSet, Trainer
 from organseg.training.split import split_cases
 
 FAST = ["--batch-size", "2", "--no-augment", "--threads", "2", "--quiet"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from organseg.commands.train import add_training_options, fit_config
+from organseg.commands.train import add_training_options, fit_config, trainer_function
 from organseg.catalogue import organ
 from organseg.errors import ModelError
 from organseg.model_package import ModelPackage, ModelStore, bundled_models_dir
-from organseg.training.loop import FitConfig
+from organseg.training.config import FitConfig
 
 #: A few minutes on a CPU: fewer, gentler steps than training from scratch.
 _DEFAULTS = FitConfig(max_steps=150, lr=3e-4, val_every=25, patience=4)
@@ -37,7 +37,6 @@ def parent_package(model: Path, organ_key: str) -> ModelPackage:
 
 
 def run(args: argparse.Namespace) -> int:
-    from organseg.training.run import train_organ
     config = fit_config(args)
     parent = parent_package(args.model, args.organ)
     out = args.out
@@ -45,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         out = parent.path.parent
         if out.resolve() == bundled_models_dir().resolve():
             out = Path.home() / ".organseg" / "models"
+    train_organ = trainer_function(args.threads)
     train_organ(parent.organ.key, args.data, out, config, args.work, args.resume, parent, args.margin,
                 progress=not args.quiet)
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from organseg.training.loop import FitConfig
+from organseg.errors import InputError
+from organseg.training.config import FitConfig
 
 _DEFAULTS = FitConfig()
 
@@ -35,18 +36,28 @@ def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig) -> Non
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
     """The FitConfig of the command-line options (checked)."""
-    from organseg.errors import InputError
     for name in ("steps", "batch_size", "val_every", "patience", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise InputError(f"--max-minutes must be positive (got {args.max_minutes})")
     return FitConfig(args.steps, args.batch_size, args.lr, args.val_every, args.patience, args.seed,
                      not args.no_augment, args.max_minutes * 60 if args.max_minutes else None)
+
+
+def trainer_function(threads: int | None):
+    """`organseg.training.run.train_organ` (PyTorch on `threads` CPU threads), or a one-line error when
+    PyTorch is missing."""
+    try:
+        import torch
+
+        from organseg.training.run import train_organ
+    except ImportError as err:
+        raise InputError(f"training needs PyTorch ({err}): pip install 'organseg[torch]'") from None
+    if threads:
+        torch.set_num_threads(threads)
+    return train_organ
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,8 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from organseg.training.run import train_organ
     config = fit_config(args)
-    train_organ(args.organ, args.data, args.out, config, args.work, args.resume, margin=args.margin,
+    trainer_function(args.threads)(args.organ, args.data, args.out, config, args.work, args.resume, margin=args.margin,
                 progress=not args.quiet)
     return 0

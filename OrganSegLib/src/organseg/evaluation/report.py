@@ -94,12 +94,14 @@ def markdown(rows: list[dict], summary: list[dict], title: str, notes: list[str]
                       for v in variants]
             if tested:
                 s = next(x for x in summary if x["organ"] == key and x["metric"] == field)
-                cells.append(f"{s['wilcoxon_p']:.3g}" if np.isfinite(s["wilcoxon_p"]) else f"n/a ({s['wilcoxon_note']})")
+                p = s["wilcoxon_p"]
+                cells.append(f"{p:.3g}" if np.isfinite(p) else f"n/a ({s['wilcoxon_note']})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± SD over cases; PP = post-processing; p = two-sided Wilcoxon signed-rank test of PP vs "
               "no PP (scipy.stats.wilcoxon). NSD: normalised surface distance at the tolerance below; HD95: "
               "95th percentile Hausdorff distance; ΔV: volume difference relative to the reference.", "",
-              "## Per case", "", "| Case | Organ | Variant | Dice | Jaccard | NSD | HD95 mm | V pred mL | V ref mL | ΔV mL |",
+              "## Per case", "",
+              "| Case | Organ | Variant | Dice | Jaccard | NSD | HD95 mm | V pred mL | V ref mL | ΔV mL |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['case']} | {r['organ']} | {r['variant']} | {r['dice']:.4f} | {r['jaccard']:.4f} | "

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from organseg.errors import InputError, OrganSegError
 from organseg.evaluation.metrics import dice
 from organseg.network import ResUNet2D
+from organseg.training.config import FitConfig
 
 Augment = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -84,20 +85,6 @@ class SliceSet:
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return _tensor(self.decode(self.codes[idx])), _tensor(self.targets[idx])
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """CPU-friendly defaults: about 1 s per step of 4 slices on two cores."""
-
-    max_steps: int = 1500
-    batch_size: int = 4
-    lr: float = 1e-3
-    val_every: int = 50  #: steps between validations (and checkpoints)
-    patience: int = 8  #: validations without improvement before stopping
-    seed: int = 0
-    augment: bool = True
-    max_seconds: float | None = None  #: stop (after a validation) once training took this long
 
 
 @dataclass

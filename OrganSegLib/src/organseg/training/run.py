@@ -16,7 +16,8 @@ from organseg.model_package import ModelPackage, ModelStore, sha256, write_packa
 from organseg.network import DEFAULT_CHANNELS, ResUNet2D
 from organseg.training.augment import Augmentation
 from organseg.training.dataset import CaseSlices, decode, load_case, read_dataset
-from organseg.training.loop import FitConfig, SliceSet, Trainer, state_dict_arrays
+from organseg.training.config import FitConfig
+from organseg.training.loop import SliceSet, Trainer, state_dict_arrays
 from organseg.training.split import Split, split_cases
 
 CHECKPOINT = "checkpoint.pt"
