@@ -18,7 +18,7 @@ from organseg import __version__
 from organseg.catalogue import CATEGORY, Organ, organ
 from organseg.dicom_series import Series
 from organseg.errors import InputError
-from organseg.export.source import check_output_file, reference_headers, write_dataset
+from organseg.export.source import reference_headers, write_export
 
 
 def write_dicom_seg(masks: Mapping[str, np.ndarray], series: Series, path: str | Path,
@@ -27,11 +27,7 @@ def write_dicom_seg(masks: Mapping[str, np.ndarray], series: Series, path: str |
 
     Organs with an empty mask are left out. Returns notes for the user (left-out organs, filled-in UIDs).
     """
-    path = Path(path)
-    check_output_file(path, series, overwrite)
-    seg, notes = build_dicom_seg(masks, series)
-    write_dataset(seg, path)
-    return notes
+    return write_export(build_dicom_seg, masks, series, path, overwrite)
 
 
 def build_dicom_seg(masks: Mapping[str, np.ndarray], series: Series) -> tuple[hd.seg.Segmentation, list[str]]:

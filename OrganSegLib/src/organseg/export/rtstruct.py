@@ -24,7 +24,7 @@ from organseg import __version__
 from organseg.catalogue import Organ, organ
 from organseg.dicom_series import Series
 from organseg.export.contours import slice_polygons, to_patient
-from organseg.export.source import check_output_file, reference_headers, write_dataset
+from organseg.export.source import reference_headers, write_export
 
 #: Retired Detached Study Management SOP Class: what RT Referenced Study Sequence items conventionally name.
 _STUDY_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
@@ -39,11 +39,7 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], series: Series, path: str | 
 
     Organs with an empty mask are left out. Returns notes for the user (left-out organs, filled-in UIDs).
     """
-    path = Path(path)
-    check_output_file(path, series, overwrite)
-    dataset, notes = build_rtstruct(masks, series)
-    write_dataset(dataset, path)
-    return notes
+    return write_export(build_rtstruct, masks, series, path, overwrite)
 
 
 def build_rtstruct(masks: Mapping[str, np.ndarray], series: Series) -> tuple[FileDataset, list[str]]:

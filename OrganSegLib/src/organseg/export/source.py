@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,16 @@ def check_output_file(path: Path, series: Series, overwrite: bool) -> None:
         raise OutputError(f"{path}: exists; choose another name or pass --overwrite")
     if not path.parent.is_dir():
         raise OutputError(f"{path.parent}: no such folder")
+
+
+def write_export(build: Callable[[Mapping[str, np.ndarray], Series], tuple[Dataset, list[str]]],
+                 masks: Mapping[str, np.ndarray], series: Series, path: str | Path, overwrite: bool) -> list[str]:
+    """Check the output file, build the dataset from the masks, write it atomically; returns the notes."""
+    path = Path(path)
+    check_output_file(path, series, overwrite)
+    dataset, notes = build(masks, series)
+    write_dataset(dataset, path)
+    return notes
 
 
 def write_dataset(dataset: Dataset, path: Path) -> None:
