@@ -125,9 +125,13 @@ def boxplot_png(rows: list[dict]) -> bytes:
             data = [[r[field] for r in rows if r["organ"] == o and r["variant"] == v and np.isfinite(r[field])]
                     for o in organs]
             positions = np.arange(len(organs)) + (i - (len(variants) - 1) / 2) * width
-            box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True)
+            box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True,
+                             medianprops={"color": "black"}, showfliers=False)
             for patch in box["boxes"]:
                 patch.set_facecolor(f"C{i}")
+                patch.set_alpha(0.6)
+            for x, values in zip(positions, data):  # every case as a dot (few cases: boxes alone mislead)
+                ax.scatter(np.full(len(values), x), values, s=12, color=f"C{i}", edgecolor="black", zorder=3)
             ax.plot([], [], color=f"C{i}", linewidth=8, label={RAW: "no post-processing",
                                                                  POST: "post-processing"}.get(v, v))
         ax.set_ylabel(name)
