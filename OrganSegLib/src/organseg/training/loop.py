@@ -139,6 +139,7 @@ class Trainer:
         self.optimiser.load_state_dict(saved["optimiser"])
         self.best = {k: v.numpy() for k, v in saved["best"].items()}
         self.state = FitState(**json.loads(saved["state"]))
+        self.state.stopped_early = self.state.bad_validations >= self.config.patience  # --patience may be new
         self.rng.bit_generator.state = self.state.rng
         torch.set_rng_state(saved["torch_rng"])
 
