@@ -134,3 +134,11 @@ def test_a_ct_too_large_for_the_memory_is_refused_before_work(tmp_path, data_dir
     err = capsys.readouterr().err
     assert "example_ct_dicom: segmenting this 512x512x20 CT needs about" in err and "GiB are available" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_follow_the_umask_not_private_temp_permissions(dicom_run):
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dicom_run.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (dicom_run / "masks" / "liver.nii.gz").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -6,12 +6,12 @@ by ITK's reader and writer, so nothing here flips signs by hand. Slicer works in
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from organseg.atomic import atomic_file
 from organseg.errors import InputError, OutputError
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -109,14 +109,8 @@ def atomic_write_image(image: sitk.Image, path: str | os.PathLike, compress: boo
     """Write an image through a temporary file in the same folder, then rename it into place."""
     path = Path(path)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, compress)
-        os.replace(tmp, path)
-    except Exception:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, suffix) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)
 
 
 def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:

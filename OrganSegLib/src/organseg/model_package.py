@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from organseg import __version__
+from organseg.atomic import temp_dir
 from organseg.catalogue import Organ, organ
 from organseg.errors import ModelError
 from organseg.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
@@ -135,7 +135,7 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
     final = models_dir / f"{key}-v{version}"
     if final.exists():
         raise ModelError(f"{final}: a package of this version exists; it is never overwritten")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-v{version}-", dir=models_dir))
+    tmp = temp_dir(models_dir, f".{key}-v{version}-")
     try:
         np.savez(tmp / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in state_dict.items()})
         files = {WEIGHTS_FILE: {"sha256": sha256(tmp / WEIGHTS_FILE)}}

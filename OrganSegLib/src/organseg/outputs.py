@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from organseg import __version__
+from organseg.atomic import temp_dir
 from organseg.catalogue import organ
 from organseg.errors import OutputError
 from organseg.io import atomic_write_image, output_path
@@ -52,7 +52,7 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     outdir = Path(outdir)
     check_output_dir(outdir, overwrite)
     outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
+    tmp = temp_dir(outdir.parent, f".{outdir.name}-")
     try:
         (tmp / "masks").mkdir()
         for key in result.masks:
@@ -90,7 +90,7 @@ def _move_into_place(tmp: Path, outdir: Path) -> None:
     if not outdir.exists():
         tmp.rename(outdir)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-old-", dir=outdir.parent))
+    aside = temp_dir(outdir.parent, f".{outdir.name}-old-")
     try:
         for entry in sorted(tmp.iterdir()):
             target = outdir / entry.name

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from organseg.atomic import atomic_file
 from organseg.catalogue import organ
 from organseg.evaluation.compare import POST, RAW, paired
 from organseg.evaluation.metrics import OrganMetrics
@@ -23,14 +22,8 @@ FILES = ("metrics.csv", "summary.csv", "evaluation.md", "boxplot.png")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _csv_bytes(rows: list[dict], fields: list[str]) -> bytes:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from organseg.atomic import atomic_file
 from organseg.dicom_series import Series
 from organseg.errors import InputError, OutputError
 
@@ -92,13 +92,5 @@ def write_export(build: Callable[[Mapping[str, np.ndarray], Series], tuple[Datas
 
 def write_dataset(dataset: Dataset, path: Path) -> None:
     """Save a DICOM file through a temporary file in the same folder, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, ".dcm") as tmp:
         dataset.save_as(tmp, enforce_file_format=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
