@@ -98,6 +98,10 @@ class Result:
         return array_to_image(self.label_map(), self.reference)
 
 
+#: Peak working memory per CT voxel, from the measured ~21 bytes per voxel at 512x512x800 (Testing/BENCHMARK.md).
+BYTES_PER_VOXEL = 20
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to new allocations (MemAvailable), or None where it cannot be read."""
     try:
@@ -111,10 +115,10 @@ def available_memory() -> int | None:
 
 
 def check_memory(image: sitk.Image, source: str) -> None:
-    """Refuse a CT whose working set would not fit: a float32 copy, a few masks and the network inputs."""
+    """Refuse a CT whose working set would not fit: a float32 copy, masks, labels and the network inputs."""
     voxels = int(np.prod(image.GetSize(), dtype=np.int64))
     slices = max(image.GetSize())
-    needed = voxels * (4 + 4) + slices * INPUT_HEIGHT * INPUT_WIDTH * 4
+    needed = voxels * BYTES_PER_VOXEL + slices * INPUT_HEIGHT * INPUT_WIDTH * 4
     available = available_memory()
     if available is not None and needed > available:
         raise InputError(f"{source}: segmenting this {'x'.join(map(str, image.GetSize()))} CT needs about "
