@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from organseg.catalogue import Organ, parse_organs
+from organseg.commands import add_models_option, model_store
 from organseg.errors import InputError, OutputError
 from organseg.evaluation.cases import MaskGetter, case_sources, match_references
 from organseg.evaluation.compare import POST, PRED, RAW, compare
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ref-labels", type=Path, help="labels JSON of a TotalSegmentator-style reference map (id -> "
                                                    "name); default: the map uses catalogue label values")
     p.add_argument("--organs", help="comma-separated organs (default: every organ predicted)")
-    p.add_argument("--models", action="append", type=Path, help="model folder for --ct (repeatable)")
+    add_models_option(p, "model folder for --ct")
     p.add_argument("--case", help="case name for a single case (default: the file or folder name)")
     p.add_argument("--tolerance", type=float, default=NSD_TOLERANCE_MM,
                    help=f"NSD tolerance in mm (default {NSD_TOLERANCE_MM:g})")
@@ -45,10 +46,9 @@ def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter
     """Segment the CT without and with post-processing; masks as getters."""
     from organseg.catalogue import organ as find_organ
     from organseg.io import read_ct
-    from organseg.model_package import ModelStore
     from organseg.segmenter import Segmenter
 
-    store = ModelStore(args.models) if args.models else ModelStore()
+    store = model_store(args)
     organs = parse_organs(args.organs) if args.organs else parse_organs(sorted(store.available()) or None)
     keys = [o.key for o in organs]
     image = read_ct(args.ct)

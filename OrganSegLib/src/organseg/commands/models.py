@@ -5,18 +5,19 @@ import argparse
 import json
 
 from organseg.errors import ModelError
-from organseg.model_package import WEIGHTS_FILE, ModelPackage, ModelStore
+from organseg.commands import add_models_option, model_store
+from organseg.model_package import WEIGHTS_FILE, ModelPackage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list installed model packages")
-    p.add_argument("--models", action="append", help="model folder (repeatable; default: the standard places)")
+    add_models_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    store = ModelStore(args.models) if args.models else ModelStore()
+    store = model_store(args)
     rows = []
     for key, versions in sorted(store.available().items()):
         for version, path in sorted(versions.items()):

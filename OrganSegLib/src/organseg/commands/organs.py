@@ -5,19 +5,19 @@ import argparse
 import json
 
 from organseg.catalogue import ORGANS
-from organseg.model_package import ModelStore
+from organseg.commands import add_models_option, model_store
 from organseg.postprocess import RULES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("organs", help="list the organs of the catalogue")
-    p.add_argument("--models", action="append", help="model folder (repeatable; default: the standard places)")
+    add_models_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    store = ModelStore(args.models) if args.models else ModelStore()
+    store = model_store(args)
     installed = store.available()
     rows = [{"organ": o.key, "label": o.label, "name": o.display_name, "region": o.region,
              "colour": "#%02x%02x%02x" % o.colour, "snomed_category": "SCT 123037004 Anatomical Structure",

@@ -8,9 +8,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from organseg.catalogue import parse_organs
+from organseg.commands import add_models_option, model_store
 from organseg.export.output_types import dicom_writers, parse_output_types
 from organseg.io import read_ct
-from organseg.model_package import ModelStore
 from organseg.outputs import check_output_dir, write_result
 from organseg.runtime import DEVICES
 from organseg.segmenter import Progress, Segmenter
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=DEVICES, help="where the networks run (default auto)")
     p.add_argument("--engine", default="auto", choices=("auto", "onnx", "torch"),
                    help="inference engine; auto: ONNX Runtime on the CPU, PyTorch on GPUs")
-    p.add_argument("--models", action="append", type=Path, help="model folder (repeatable)")
+    add_models_option(p)
     p.add_argument("--format", default="nifti", choices=("nifti", "nrrd"), help="image format of the outputs")
     p.add_argument("--output-type", action="append", metavar="TYPES",
                    help="nifti, nrrd, rtstruct, dicom-seg (repeatable or comma-separated): nifti/nrrd set the mask "
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
     extra_writers = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
     organs = [o.key for o in parse_organs(args.organs)]
-    segmenter = Segmenter(ModelStore(args.models) if args.models else None, args.device, args.engine,
+    segmenter = Segmenter(model_store(args), args.device, args.engine,
                           args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules),
                           "full" if args.full_inference else "coarse-to-fine")
     packages, added, _ = segmenter.plan(organs)
