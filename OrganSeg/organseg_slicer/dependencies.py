@@ -12,8 +12,21 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-#: import name -> pip requirement; ORGANSEG_PIP_REQUIREMENT may name another source (a wheel, a git URL)
-REQUIRED = {"organseg": os.environ.get("ORGANSEG_PIP_REQUIREMENT", "organseg"), "onnxruntime": "onnxruntime>=1.17"}
+_HERE = Path(__file__).resolve().parent
+#: OrganSegLib as the extension ships it (installed module folder), or in a source checkout of the repository
+LIBRARY_SOURCES = (_HERE.parent / "OrganSegLib", _HERE.parent.parent / "OrganSegLib")
+
+
+def library_requirement() -> str:
+    """Where pip takes the organseg library from: $ORGANSEG_PIP_REQUIREMENT, the shipped copy, else PyPI."""
+    if "ORGANSEG_PIP_REQUIREMENT" in os.environ:
+        return os.environ["ORGANSEG_PIP_REQUIREMENT"]
+    shipped = next((p for p in LIBRARY_SOURCES if (p / "pyproject.toml").is_file()), None)
+    return str(shipped) if shipped else "organseg"
+
+
+#: import name -> pip requirement
+REQUIRED = {"organseg": library_requirement(), "onnxruntime": "onnxruntime>=1.17"}
 #: packages Slicer ships; pinned to their installed versions while installing
 PROTECTED = ("numpy", "SimpleITK", "scipy")
 

@@ -300,3 +300,14 @@ def test_cmake_registers_every_module_file():
                                                             MODULE / "Resources" / "Icons" / "OrganSeg.png"]:
         assert path.relative_to(MODULE).as_posix() in cmake, path
         assert path.is_file()
+
+
+def test_first_run_install_takes_the_library_shipped_with_the_extension(monkeypatch):
+    """In a source checkout (as in the installed extension) pip is pointed at OrganSegLib, not PyPI."""
+    from organseg_slicer import dependencies
+
+    monkeypatch.delenv("ORGANSEG_PIP_REQUIREMENT", raising=False)
+    shipped = Path(dependencies.library_requirement())
+    assert (shipped / "pyproject.toml").is_file() and shipped.name == "OrganSegLib"
+    monkeypatch.setenv("ORGANSEG_PIP_REQUIREMENT", "organseg==0.1.0")
+    assert dependencies.library_requirement() == "organseg==0.1.0"
