@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from organseg.catalogue import parse_organs
+from organseg.errors import InputError
 from organseg.commands import add_models_option, model_store
 from organseg.export.output_types import dicom_writers, parse_output_types
 from organseg.io import read_ct
@@ -34,12 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-postprocess", action="store_true", help="keep the raw network masks")
     p.add_argument("--anchor-rules", default="",
                    help="switch anchor rules per organ, e.g. 'pancreas=on,liver=off' (default: the rule table)")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per network batch (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="slices per network batch (default 16)")
     p.add_argument("--full-inference", action="store_true",
                    help="run every slice instead of coarse-to-fine (every few slices, then around the organ)")
     p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     p.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
+    return int(text)
 
 
 def parse_switches(spec: str) -> dict[str, bool]:
@@ -48,7 +56,6 @@ def parse_switches(spec: str) -> dict[str, bool]:
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, value = item.partition("=")
         if value not in ("on", "off"):
-            from organseg.errors import InputError
             raise InputError(f"--anchor-rules: '{item}' should be ORGAN=on or ORGAN=off")
         switches[parse_organs(name)[0].key] = value == "on"
     return switches
