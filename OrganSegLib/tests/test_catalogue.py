@@ -33,3 +33,10 @@ def test_parse_organs_keeps_catalogue_order_and_drops_duplicates():
     assert len(parse_organs("all")) == 23
     with pytest.raises(InputError, match="no organ named"):
         parse_organs(" , ")
+
+
+def test_smallest_extents_are_plausible_and_order_the_organs_sensibly():
+    extent = {o.key: o.min_extent_mm for o in ORGANS}
+    assert all(10 <= e <= 300 for e in extent.values())
+    assert extent["eyes"] < extent["kidneys"] < extent["liver"] < extent["lungs"] < extent["spinal_cord"]
+    assert max(extent[k] for k in ("eyes", "adrenal_glands", "thymus")) <= 20

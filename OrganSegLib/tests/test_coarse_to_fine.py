@@ -2,12 +2,16 @@
 
 The selection is checked on real anatomy: a taller real volume (the DICOM series stacked with its mirror
 image along z) and a runtime that answers, for each slice it is given, TotalSegmentator's mask of a structure
-(a perfect network), so organs of every height and position are covered; then end to end with real networks.
+(a perfect network), so organs of every height and position are covered, both with a fixed stride and with
+each catalogue organ's own coarse stride; then end to end with real networks.
 """
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from organseg.catalogue import ORGANS, organ
 from organseg.inference import coarse_stride, predict_organ
 from organseg.orientation import Reorientation
 from organseg.preprocess import CropRecord, Prepared, prepare
@@ -44,22 +48,46 @@ def tall(dicom_ct, ts_labels):
     return prepare(stack(ct)), stack(labels), dicom_ct.GetSpacing()[2]
 
 
-@pytest.mark.parametrize("structure", STRUCTURES)
-def test_coarse_to_fine_equals_full_inference_on_real_anatomy(tall, structure):
-    prepared, labels, slice_mm = tall
-    reference = labels == STRUCTURES[structure]
+def check_equals_full(prepared: Prepared, reference: np.ndarray, stride: int) -> None:
+    """Coarse-to-fine with `stride` gives the full mask and runs exactly the slices it should."""
     full_runtime = ReferenceRuntime(prepared, reference)
     full = predict_organ(prepared, full_runtime, 0.5, batch_size=16)
     runtime = ReferenceRuntime(prepared, reference)
-    stride = coarse_stride(slice_mm)
     fast = predict_organ(prepared, runtime, 0.5, batch_size=16, stride=stride)
-    assert stride == 5 and full.any()
+    assert full.any()
     assert np.array_equal(fast, full)
     # The slices run: the coarse ones and those within a stride of a slice holding the structure.
     present = np.flatnonzero(full.any(axis=(1, 2)))
     near = np.abs(np.arange(len(full))[:, None] - present[None, :]).min(axis=1) <= stride
     coarse = np.isin(np.arange(len(full)), np.r_[np.arange(0, len(full), stride), len(full) - 1])
     assert full_runtime.calls == len(full) and runtime.calls == np.count_nonzero(near | coarse)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_coarse_to_fine_equals_full_inference_on_real_anatomy(tall, structure):
+    prepared, labels, _ = tall
+    check_equals_full(prepared, labels == STRUCTURES[structure], stride=5)
+
+
+def catalogue_organs_in_series(data_dir) -> dict[str, list[int]]:
+    """Catalogue organs with TotalSegmentator labels in the label map's legend: organ key -> label values."""
+    legend = json.loads((data_dir / "labels_totalsegmentator_v2.json").read_text())
+    by_name = {name: int(value) for value, name in legend.items()}
+    return {o.key: [by_name[n] for n in o.totalsegmentator_names if n in by_name] for o in ORGANS}
+
+
+@pytest.mark.parametrize("key", ["liver", "pancreas", "bones", "spleen", "spinal_cord", "aorta", "adrenal_glands",
+                                 "inferior_vena_cava", "colon", "stomach", "gi_tract"])
+def test_each_organs_own_coarse_stride_equals_full_inference(tall, data_dir, key):
+    """The organs of the series with the strides the segmenter uses (half their smallest extent)."""
+    prepared, labels, slice_mm = tall
+    stride = coarse_stride(slice_mm, organ(key).min_extent_mm)
+    check_equals_full(prepared, np.isin(labels, catalogue_organs_in_series(data_dir)[key]), stride)
+
+
+def test_coarse_stride_is_half_the_smallest_extent_and_at_least_one_slice():
+    assert coarse_stride(1.5, 80) == 26 and coarse_stride(2.0, 20) == 5 and coarse_stride(5.0, 15) == 1
+    assert coarse_stride(10.0, 15) == 1 and coarse_stride(0.0, 80) == 1
 
 
 def test_anchor_window_limits_the_search_and_nothing_else(tall):

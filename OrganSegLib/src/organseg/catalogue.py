@@ -26,6 +26,7 @@ class Organ:
     region: str  #: head, thorax, abdomen, pelvis or skeleton (groups the Slicer checklist)
     anchor: bool  #: one of the six anchor organs of the post-processing rules
     totalsegmentator_names: tuple[str, ...]  #: TotalSegmentator v2 labels that make up this organ
+    min_extent_mm: float  #: smallest plausible cranio-caudal extent in an adult CT (sets the coarse search step)
 
     @property
     def colour_float(self) -> tuple[float, float, float]:
@@ -47,41 +48,41 @@ _BONES = _VERTEBRAE + _RIBS + (
     "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "skull", "sternum")
 
 ORGANS: tuple[Organ, ...] = (
-    Organ("liver", 1, "Liver", (221, 130, 101), "10200004", "Liver", "abdomen", True, ("liver",)),
-    Organ("heart", 2, "Heart", (206, 110, 84), "80891009", "Heart", "thorax", False, ("heart",)),
-    Organ("pancreas", 3, "Pancreas", (249, 180, 111), "15776009", "Pancreas", "abdomen", False, ("pancreas",)),
-    Organ("bones", 4, "Bones", (241, 214, 145), "272673000", "Bone", "skeleton", False, _BONES),
+    Organ("liver", 1, "Liver", (221, 130, 101), "10200004", "Liver", "abdomen", True, ("liver",), 80),
+    Organ("heart", 2, "Heart", (206, 110, 84), "80891009", "Heart", "thorax", False, ("heart",), 70),
+    Organ("pancreas", 3, "Pancreas", (249, 180, 111), "15776009", "Pancreas", "abdomen", False, ("pancreas",), 30),
+    Organ("bones", 4, "Bones", (241, 214, 145), "272673000", "Bone", "skeleton", False, _BONES, 200),
     Organ("kidneys", 5, "Kidneys", (185, 102, 83), "64033007", "Kidney", "abdomen", True,
-          ("kidney_left", "kidney_right", "kidney_cyst_left", "kidney_cyst_right")),
-    Organ("spleen", 6, "Spleen", (157, 108, 162), "78961009", "Spleen", "abdomen", True, ("spleen",)),
+          ("kidney_left", "kidney_right", "kidney_cyst_left", "kidney_cyst_right"), 60),
+    Organ("spleen", 6, "Spleen", (157, 108, 162), "78961009", "Spleen", "abdomen", True, ("spleen",), 50),
     Organ("urinary_bladder", 7, "Urinary bladder", (222, 154, 132), "89837001", "Urinary bladder", "pelvis",
-          True, ("urinary_bladder",)),
+          True, ("urinary_bladder",), 30),
     Organ("esophagus", 8, "Esophagus", (211, 171, 143), "32849002", "Esophagus", "thorax", False,
-          ("esophagus",)),
+          ("esophagus",), 100),
     Organ("femur_heads", 9, "Femur heads", (255, 238, 170), "2812003", "Head of femur", "pelvis", True,
-          ("femur_left", "femur_right")),
+          ("femur_left", "femur_right"), 35),
     Organ("lungs", 10, "Lungs", (197, 165, 145), "39607008", "Lung", "thorax", True,
           ("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
-           "lung_middle_lobe_right", "lung_lower_lobe_right")),
+           "lung_middle_lobe_right", "lung_lower_lobe_right"), 120),
     Organ("spinal_cord", 11, "Spinal cord", (244, 214, 49), "2748008", "Spinal cord", "skeleton", False,
-          ("spinal_cord",)),
-    Organ("aorta", 12, "Aorta", (224, 97, 76), "15825003", "Aorta", "thorax", False, ("aorta",)),
+          ("spinal_cord",), 200),
+    Organ("aorta", 12, "Aorta", (224, 97, 76), "15825003", "Aorta", "thorax", False, ("aorta",), 150),
     Organ("gallbladder", 13, "Gallbladder", (139, 150, 98), "28231008", "Gallbladder", "abdomen", False,
-          ("gallbladder",)),
+          ("gallbladder",), 30),
     Organ("adrenal_glands", 14, "Adrenal glands", (249, 186, 150), "23451007", "Adrenal gland", "abdomen",
-          False, ("adrenal_gland_left", "adrenal_gland_right")),
+          False, ("adrenal_gland_left", "adrenal_gland_right"), 20),
     Organ("inferior_vena_cava", 15, "Inferior vena cava", (0, 151, 206), "64131007", "Inferior vena cava",
-          "abdomen", False, ("inferior_vena_cava",)),
-    Organ("colon", 16, "Colon", (204, 168, 143), "71854001", "Colon", "abdomen", False, ("colon",)),
-    Organ("rectum", 17, "Rectum", (188, 147, 131), "34402009", "Rectum", "pelvis", False, ()),
+          "abdomen", False, ("inferior_vena_cava",), 80),
+    Organ("colon", 16, "Colon", (204, 168, 143), "71854001", "Colon", "abdomen", False, ("colon",), 80),
+    Organ("rectum", 17, "Rectum", (188, 147, 131), "34402009", "Rectum", "pelvis", False, (), 40),
     Organ("small_intestine", 18, "Small intestine", (205, 167, 142), "30315005", "Small intestine", "abdomen",
-          False, ("small_bowel",)),
-    Organ("stomach", 19, "Stomach", (216, 132, 105), "69695003", "Stomach", "abdomen", False, ("stomach",)),
-    Organ("thymus", 20, "Thymus", (160, 55, 100), "9875009", "Thymus", "thorax", False, ()),
+          False, ("small_bowel",), 60),
+    Organ("stomach", 19, "Stomach", (216, 132, 105), "69695003", "Stomach", "abdomen", False, ("stomach",), 50),
+    Organ("thymus", 20, "Thymus", (160, 55, 100), "9875009", "Thymus", "thorax", False, (), 20),
     Organ("gi_tract", 21, "GI tract", (200, 150, 120), "122865005", "Gastrointestinal tract", "abdomen", False,
-          ("duodenum", "small_bowel", "colon")),
-    Organ("eyes", 22, "Eyes", (194, 255, 194), "81745001", "Eye", "head", False, ()),
-    Organ("brain", 23, "Brain", (250, 250, 225), "12738006", "Brain", "head", False, ("brain",)),
+          ("duodenum", "small_bowel", "colon"), 80),
+    Organ("eyes", 22, "Eyes", (194, 255, 194), "81745001", "Eye", "head", False, (), 15),
+    Organ("brain", 23, "Brain", (250, 250, 225), "12738006", "Brain", "head", False, ("brain",), 80),
 )
 
 _BY_KEY = {o.key: o for o in ORGANS}

@@ -4,6 +4,11 @@ Two strategies. Full: every slice that has body. Coarse-to-fine: every k-th slic
 contiguous along the body axis, the slices around each slice where the organ was found, until k empty
 slices border every run of found slices. A run of k or more slices is therefore always found and kept whole;
 only a run shorter than k that lies more than k slices from any other finding can be missed.
+
+The coarse step is half of the organ's smallest plausible cranio-caudal extent (`Organ.min_extent_mm`),
+rounded down to whole slices and at least one slice: k = max(1, floor(min_extent_mm / 2 / slice_mm)). An
+organ of its smallest plausible extent spans at least two steps (2k slices), so it is always hit and kept
+whole as long as the network finds at least half of it in one piece; the result equals full inference there.
 """
 from __future__ import annotations
 
@@ -15,17 +20,15 @@ from organseg.preprocess import Prepared
 from organseg.runtime import Runtime
 
 STRATEGIES = ("coarse-to-fine", "full")
-#: Distance between the slices of the coarse pass, in mm (rounded down to whole slices, at least one).
-COARSE_STEP_MM = 10.0
 
 
 class Cancelled(Exception):
     """Raised when the caller's cancel check answers True between two batches."""
 
 
-def coarse_stride(slice_mm: float, step_mm: float = COARSE_STEP_MM) -> int:
-    """Slices between two slices of the coarse pass for a slice spacing of `slice_mm`."""
-    return max(1, int(step_mm // slice_mm)) if slice_mm > 0 else 1
+def coarse_stride(slice_mm: float, min_extent_mm: float) -> int:
+    """Slices between two slices of the coarse pass: half the organ's smallest extent, at least one slice."""
+    return max(1, int(min_extent_mm / 2 // slice_mm)) if slice_mm > 0 else 1
 
 
 class _RowPredictor:

@@ -238,7 +238,7 @@ class Segmenter:
 
     def _search(self, key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
                 n_slices: int) -> tuple[int, tuple[int, int] | None]:
-        """(stride, window) for `predict_organ`: every slice, or the coarse stride and the anchor range.
+        """(stride, window) for `predict_organ`: every slice, or the organ's coarse stride and the anchor range.
 
         For coarse-to-fine the search is limited to the axial range that the anchors found so far allow, when
         the organ's anchor box applies (it would clear any finding outside that range anyway).
@@ -246,7 +246,7 @@ class Segmenter:
         if self.strategy == "full":
             return 1, None
         window = pp.anchor_window(pp.RULES[key], extents, slice_mm, n_slices)[0] if self._boxed(key) else None
-        return coarse_stride(slice_mm), window
+        return coarse_stride(slice_mm, organ(key).min_extent_mm), window
 
     def _anchor_box(self, key: str, mask: np.ndarray, extents: dict[str, tuple[int, int] | None],
                     slice_mm: float, planned: set[str], warnings: list[str]) -> np.ndarray:
