@@ -10,6 +10,7 @@ same per slice whatever the slice shows. Run by hand, not in the test suite:
 
     python Testing/benchmark.py                      # writes Testing/BENCHMARK.md
     python Testing/benchmark.py --organs liver --no-torch --output -
+    python Testing/benchmark.py --cases whole-body --no-torch --output -   # one case only
 
 Models: the bundled packages (organseg/bundled/models) of the chosen organs; when none is installed, a quick
 liver and spleen package is trained on the DICOM series first and the report says so.
@@ -161,11 +162,14 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
              f"- models: {note} ({', '.join(organs)})", ""]
     real = sitk.ReadImage(str(DATA / "example_ct.nii.gz"))
     fine = resampled(real)
-    cases = {"real CT example_ct.nii.gz": lambda: stacked(real, [sitk.GetArrayFromImage(real)]),
-             f"synthetic CT, tiled: the real CT at {SYNTH_MM} mm, mirrored copies": lambda: tiled(fine, args.slices),
-             f"synthetic CT, whole-body layout: the real CT at {SYNTH_MM} mm once, above its most inferior slices "
-             "repeated": lambda: single_torso(fine, args.slices)}
-    for index, (title, make) in enumerate(cases.items()):
+    cases = {"real": ("real CT example_ct.nii.gz", lambda: stacked(real, [sitk.GetArrayFromImage(real)])),
+             "tiled": (f"synthetic CT, tiled: the real CT at {SYNTH_MM} mm, mirrored copies",
+                       lambda: tiled(fine, args.slices)),
+             "whole-body": (f"synthetic CT, whole-body layout: the real CT at {SYNTH_MM} mm once, above its most "
+                            "inferior slices repeated", lambda: single_torso(fine, args.slices))}
+    for index, (name, (title, make)) in enumerate(cases.items()):
+        if name not in args.cases.split(","):
+            continue
         image = make()
         file = tmp / f"ct{index}.mha"
         sitk.WriteImage(image, str(file))
@@ -181,7 +185,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
                 masks[path] = {k: np.unpackbits(data[k]).astype(bool) for k in data.files}
             print(f"  {path}: {runs[path]['seconds']}", file=sys.stderr)
         lines += [f"## {title}: {size} voxels, {', '.join(f'{s:g}' for s in image.GetSpacing())} mm", "",
-                  f"| path | pre-processing s | " + " | ".join(f"{o} s" for o in organs)
+                  "| path | pre-processing s | " + " | ".join(f"{o} s" for o in organs)
                   + " | s per organ | speed-up | peak memory MB | Dice vs ORT full |",
                   "|---" * (len(organs) + 6) + "|"]
         slowest = max(np.mean([runs[p]["seconds"][o] for o in organs]) for p in paths)
@@ -201,6 +205,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--organs", default="liver,spleen")
     parser.add_argument("--slices", type=int, default=800, help="slices of the synthetic CT (default 800)")
+    parser.add_argument("--cases", default="real,tiled,whole-body", help="CTs to run (default: all three)")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch path")
     parser.add_argument("--train-steps", type=int, default=60, help="steps of the quick models if none is bundled")
     parser.add_argument("--output", default=str(REPO / "Testing" / "BENCHMARK.md"), help="report file, or -")

@@ -101,8 +101,10 @@ def test_anchor_window_limits_the_search_and_nothing_else(tall):
     assert not predict_organ(prepared, runtime, 0.5, stride=5, window=(80, 79)).any()
 
 
-def test_every_run_at_least_a_stride_long_is_kept_whole():
-    """Random z-profiles: runs of >= k found slices anywhere, with gaps of any length, are never cut."""
+@pytest.mark.parametrize("margin", [None, 1, 3])
+def test_every_run_at_least_a_stride_long_is_kept_whole(margin):
+    """Random z-profiles: runs of >= k found slices anywhere, with gaps of any length, are never cut,
+    whatever the fine margin."""
     rng = np.random.default_rng(0)
     n, k = 300, 6
     record = CropRecord((n, 4, 4), np.tile([0, 4, 0, 4], (n, 1)), input_shape=(4, 4))
@@ -119,7 +121,7 @@ def test_every_run_at_least_a_stride_long_is_kept_whole():
             def predict(self, batch: np.ndarray) -> np.ndarray:
                 return found[batch[:, 0, 0, 0].astype(int)][:, None, None] * np.ones((1, 4, 4), np.float32)
 
-        mask = predict_organ(prepared, Profile(), 0.5, stride=k)
+        mask = predict_organ(prepared, Profile(), 0.5, stride=k, margin=margin)
         assert np.array_equal(mask.any(axis=(1, 2)), found)
 
 

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from organseg import postprocess as pp
 from organseg.catalogue import Organ, organ, parse_organs
 from organseg.errors import InputError, ModelError
-from organseg.inference import STRATEGIES, Cancelled, coarse_stride, predict_organ
+from organseg.inference import FINE_MARGIN_MM, STRATEGIES, Cancelled, coarse_stride, predict_organ, slices_within
 from organseg.io import array_to_image, check_ct
 from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
@@ -237,16 +237,18 @@ class Segmenter:
         return self.postprocess and pp.anchor_rules_enabled(key, self.anchor_rules)
 
     def _search(self, key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
-                n_slices: int) -> tuple[int, tuple[int, int] | None]:
-        """(stride, window) for `predict_organ`: every slice, or the organ's coarse stride and the anchor range.
+                n_slices: int) -> tuple[int, tuple[int, int] | None, int]:
+        """(stride, window, margin) for `predict_organ`: every slice, or the organ's coarse stride, the anchor
+        range and the fine margin.
 
         For coarse-to-fine the search is limited to the axial range that the anchors found so far allow, when
         the organ's anchor box applies (it would clear any finding outside that range anyway).
         """
         if self.strategy == "full":
-            return 1, None
+            return 1, None, 1
         window = pp.anchor_window(pp.RULES[key], extents, slice_mm, n_slices)[0] if self._boxed(key) else None
-        return coarse_stride(slice_mm, organ(key).min_extent_mm), window
+        return (coarse_stride(slice_mm, organ(key).min_extent_mm), window,
+                slices_within(FINE_MARGIN_MM, slice_mm))
 
     def _anchor_box(self, key: str, mask: np.ndarray, extents: dict[str, tuple[int, int] | None],
                     slice_mm: float, planned: set[str], warnings: list[str]) -> np.ndarray:
