@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from organseg.body import body_mask
+from organseg.body import body_boxes, body_mask, slice_boxes
 from organseg.io import read_ct
 from organseg.orientation import Reorientation
 from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH, LEVELS, normalise, prepare, resize_slice
@@ -49,6 +49,13 @@ def test_body_mask_covers_the_patient_not_the_air(dicom_ct):
     assert np.median(hu[body]) > -200  # soft tissue inside
     assert np.median(hu[~body]) < -900  # air outside
     assert body[:, 256, 256].all()  # the centre of a torso slice is body (lungs and bowel gas filled)
+
+
+def test_crop_boxes_are_the_boxes_of_the_body_contour(dicom_ct, data_dir):
+    """body_boxes skips building the filled contour; its boxes must be the contour's, slice by slice."""
+    for image in (dicom_ct, read_ct(data_dir / "example_ct.nii.gz")):
+        hu = Reorientation.of(image).to_canonical(sitk.GetArrayFromImage(image)).astype(np.float32)
+        assert np.array_equal(body_boxes(hu), slice_boxes(body_mask(hu)))
 
 
 def test_normalise_clips_scales_and_quantises_to_240_levels():

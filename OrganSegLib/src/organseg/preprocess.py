@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from organseg.body import body_boxes, slice_boxes
+from organseg.body import body_boxes
 
 INPUT_HEIGHT = 224  #: rows, anterior-posterior
 INPUT_WIDTH = 304  #: columns, left-right
@@ -87,10 +87,9 @@ class Prepared:
         return self.inputs[indices][:, None]
 
 
-def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS,
-            mask: np.ndarray | None = None) -> Prepared:
+def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS) -> Prepared:
     """Body crop, resize and normalisation of a canonical (S, P, L) HU volume, done once per CT."""
-    record = CropRecord(volume.shape, body_boxes(volume) if mask is None else slice_boxes(mask))
+    record = CropRecord(volume.shape, body_boxes(volume))
     zs = record.slices_with_body
     inputs = np.empty((len(zs), *record.input_shape), dtype=np.float32)
     for i, z in enumerate(zs):
