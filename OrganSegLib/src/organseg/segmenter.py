@@ -22,7 +22,7 @@ from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
 from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH, Prepared, prepare
 from organseg.runtime import make_runtime, resolve_device
-from organseg.stats import organ_stats
+from organseg.stats import bounding_box, organ_stats
 
 __all__ = ["Segmenter", "Result", "OrganMask", "Progress", "Cancelled"]
 
@@ -39,8 +39,7 @@ class OrganMask:
     def from_full(cls, mask: np.ndarray) -> "OrganMask":
         if not mask.any():
             return cls(mask.shape, (0, 0, 0), np.zeros((0, 0, 0), dtype=bool))
-        lo = [int(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))[0]) for ax in range(3)]
-        hi = [int(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))[-1]) + 1 for ax in range(3)]
+        lo, hi = bounding_box(mask)
         return cls(mask.shape, tuple(lo), mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].copy())
 
     @property

@@ -26,7 +26,17 @@ def organ_stats(organ: Organ, mask: np.ndarray, ct: np.ndarray, spacing: tuple[f
         values = ct[mask].astype(np.float64)
         row.update(mean_hu=float(values.mean()), std_hu=float(values.std()),
                    min_hu=float(values.min()), max_hu=float(values.max()))
-        zyx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-        row["bbox_ijk_min"] = [int(zyx[2][0]), int(zyx[1][0]), int(zyx[0][0])]
-        row["bbox_ijk_max"] = [int(zyx[2][-1]), int(zyx[1][-1]), int(zyx[0][-1])]
+        lo, hi = bounding_box(mask)
+        row["bbox_ijk_min"] = lo[::-1]
+        row["bbox_ijk_max"] = [h - 1 for h in hi[::-1]]
     return row
+
+
+def bounding_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
+    """(first, end-exclusive) indices of a non-empty 3D mask along each array axis, one pass per axis."""
+    lo, hi = [], []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        lo.append(int(present[0]))
+        hi.append(int(present[-1]) + 1)
+    return lo, hi
