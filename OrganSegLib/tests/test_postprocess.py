@@ -54,3 +54,35 @@ def test_missing_anchor_is_reported_and_its_bound_left_open():
 def test_margins_are_in_millimetres():
     (lo, hi), _ = anchor_window(RULES["liver"], {"lungs": (60, 90), "femur_heads": (5, 15)}, 5.0, 200)
     assert hi == 90 + 4  # 20 mm above the lung apex at 5 mm slices
+
+
+
+def _whole_volume_cleaning(mask: np.ndarray, rule, voxel_ml: float) -> np.ndarray:
+    """The reference: components and holes of the whole volume with scipy, no boxes."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = sizes * voxel_ml >= rule.min_component_ml
+    if rule.components:
+        order = np.argsort(sizes, kind="stable")[::-1]
+        keep &= np.isin(np.arange(n), order[:rule.components])
+        keep[order[0]] = True
+    out = np.concatenate([[False], keep])[labels]
+    return ndimage.binary_fill_holes(out) if rule.fill_holes else out
+
+
+def test_cleaning_slab_by_slab_equals_cleaning_the_whole_volume():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((60, 50, 60), dtype=bool)
+    mask[8:30, 10:40, 12:50] = ndimage.binary_opening(rng.random((22, 30, 38)) > 0.3)
+    mask[20, 25, 12:20] = False  # a tunnel from the box face: background that touches the outside
+    mask[34:40, 5:15, 40:55] = True  # a second slab, with a hole
+    mask[36, 8:11, 45:48] = False
+    mask[45:58:3, 30:33, 2:5] = True  # stray one-slice findings
+    for rule in ("liver", "kidneys", "bones", "colon", "lungs"):
+        expected = _whole_volume_cleaning(mask, RULES[rule], voxel_ml=0.01)
+        assert (clean_components(mask, RULES[rule], voxel_ml=0.01) == expected).all(), rule
+    assert not clean_components(np.zeros((4, 4, 4), dtype=bool), RULES["liver"], 0.01).any()

@@ -96,22 +96,57 @@ def anchor_rules_enabled(key: str, anchor_rules: dict[str, bool] | None) -> bool
 
 
 def clean_components(mask: np.ndarray, rule: Rule, voxel_ml: float) -> np.ndarray:
-    """Keep the largest `rule.components` components (or all above the minimum volume) and fill holes."""
-    if mask.any():
-        labels, n = ndimage.label(mask)
-        if n > 1 or rule.min_component_ml > 0:
-            sizes = np.bincount(labels.ravel())[1:]
-            keep = sizes * voxel_ml >= rule.min_component_ml
-            if rule.components:
-                order = np.argsort(sizes)[::-1]
-                top = np.zeros(n, dtype=bool)
-                top[order[:rule.components]] = True
-                keep &= top
-                keep[order[0]] = True  # never empty an organ that was found
-            mask = np.concatenate([[False], keep])[labels]
-        if rule.fill_holes:
-            mask = ndimage.binary_fill_holes(mask)
-    return mask
+    """Keep the largest `rule.components` components (or all above the minimum volume) and fill holes.
+
+    Components (6-connected) and holes cannot cross a slice without foreground, so the work is done per slab
+    of consecutive non-empty slices, inside the slab's bounding box: the same result as on the whole volume
+    (background on a box face touches the background outside), at a fraction of the cost on a large CT where
+    stray findings are far apart.
+    """
+    out = np.zeros_like(mask)
+    slabs = _slabs(mask)
+    if not slabs:
+        return out
+    labelled = [ndimage.label(mask[box]) for box in slabs]
+    sizes = np.concatenate([np.bincount(labels.ravel(), minlength=n + 1)[1:] for labels, n in labelled])
+    keep = sizes * voxel_ml >= rule.min_component_ml
+    if rule.components:
+        order = np.argsort(sizes, kind="stable")[::-1]
+        top = np.zeros(len(sizes), dtype=bool)
+        top[order[:rule.components]] = True
+        keep &= top
+        keep[order[0]] = True  # never empty an organ that was found
+    first = 0
+    for box, (labels, n) in zip(slabs, labelled):
+        kept = np.concatenate([[False], keep[first:first + n]])[labels]
+        out[box] = _fill_holes(kept) if rule.fill_holes else kept
+        first += n
+    return out
+
+
+def _slabs(mask: np.ndarray) -> list[tuple[slice, slice, slice]]:
+    """Bounding boxes of the runs of consecutive slices (axis 0) that hold foreground."""
+    rows = mask.any(axis=2)
+    filled = np.flatnonzero(rows.any(axis=1))
+    if filled.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(filled) > 1)
+    boxes = []
+    for lo, hi in zip(filled[np.r_[0, breaks + 1]], filled[np.r_[breaks, -1]] + 1):
+        ys = np.flatnonzero(rows[lo:hi].any(axis=0))
+        xs = np.flatnonzero(mask[lo:hi, ys[0]:ys[-1] + 1].any(axis=(0, 1)))
+        boxes.append((slice(lo, hi), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)))
+    return boxes
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Background not 6-connected to the array's faces becomes foreground (as ndimage.binary_fill_holes)."""
+    labels, _ = ndimage.label(~mask)
+    faces = np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(), labels[:, -1].ravel(),
+                            labels[:, :, 0].ravel(), labels[:, :, -1].ravel()])
+    outside = np.zeros(labels.max() + 1, dtype=bool)
+    outside[faces] = True  # label 0 is the foreground, kept by `mask |`
+    return mask | ~outside[labels]
 
 
 def axial_extent(mask: np.ndarray) -> tuple[int, int] | None:
