@@ -137,4 +137,66 @@ def test_segmenter_strategies_agree_with_real_networks(dicom_ct, tiny_models):
 def test_unknown_strategy_is_refused(tiny_models):
     from organseg.errors import InputError
     with pytest.raises(InputError, match="strategy"):
-        Segmenter(tiny_models, "cpu", strategy="fast")
+        Segmenter(tiny_models, "cpu", strategy="fastest")
+
+
+def test_interpolation_keeps_every_run_and_fills_only_short_gaps():
+    """Random z-profiles with identical masks on found slices: interpolation never loses a found slice of a
+    run, adds slices only inside gaps shorter than the largest interpolated gap, and runs fewer slices."""
+    rng = np.random.default_rng(1)
+    n, k, max_gap = 300, 6, 4
+    record = CropRecord((n, 4, 4), np.tile([0, 4, 0, 4], (n, 1)), input_shape=(4, 4))
+    prepared = Prepared(np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32), record)
+    for _ in range(50):
+        found = np.zeros(n, dtype=bool)
+        z = int(rng.integers(0, 20))
+        while z < n:
+            length = int(rng.integers(k, 8 * k))
+            found[z:z + length] = True
+            z += length + int(rng.integers(1, 5 * k))
+
+        class Profile:
+            calls = 0
+
+            def predict(self, batch: np.ndarray) -> np.ndarray:
+                self.calls += len(batch)
+                return found[batch[:, 0, 0, 0].astype(int)][:, None, None] * np.ones((1, 4, 4), np.float32)
+
+        exact, fast = Profile(), Profile()
+        predict_organ(prepared, exact, 0.5, stride=k, margin=2)
+        got = predict_organ(prepared, fast, 0.5, stride=k, margin=2, max_gap=max_gap).any(axis=(1, 2))
+        assert got[found].all()
+        added = np.flatnonzero(got & ~found)
+        gaps = np.split(np.flatnonzero(~found), np.flatnonzero(np.diff(np.flatnonzero(~found)) > 1) + 1)
+        short = np.concatenate([g for g in gaps if len(g) < max_gap and 0 < g[0] and g[-1] < n - 1] or [[]])
+        assert np.isin(added, short).all()
+        assert fast.calls < exact.calls
+
+
+@pytest.mark.parametrize("ct", ["example_ct.nii.gz", "example_ct_dicom"])
+def test_interpolation_is_within_dice_099_of_full_inference_on_real_ct(data_dir, ct):
+    """The bundled liver and spleen networks on the two real CTs (3 mm and 2 mm slices): the interpolate
+    strategy's final masks against full inference, and fewer network runs."""
+    from organseg.io import read_ct
+    from organseg.runtime import OrtRuntime
+
+    calls = {"n": 0}
+    predict = OrtRuntime.predict
+
+    def counting(self, batch):
+        calls["n"] += len(batch)
+        return predict(self, batch)
+
+    image = read_ct(data_dir / ct)
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OrtRuntime, "predict", counting)
+        for strategy in ("full", "interpolate"):
+            calls["n"] = 0
+            runs[strategy] = Segmenter(None, "cpu", strategy=strategy).segment(image, ["liver", "spleen"]), calls["n"]
+    (full, full_calls), (fast, fast_calls) = runs["full"], runs["interpolate"]
+    for key in ("liver", "spleen"):
+        a, b = full.masks[key].full(), fast.masks[key].full()
+        assert a.sum() > 1000
+        assert 2 * np.count_nonzero(a & b) / (a.sum() + b.sum()) >= 0.99, key
+    assert fast_calls < full_calls

@@ -60,9 +60,17 @@ def test_stats_are_recomputable_from_the_written_masks(dicom_run, dicom_ct):
 def test_ras_stored_nifti_gives_masks_on_its_own_grid(tmp_path, data_dir, tiny_models):
     out = tmp_path / "nifti"
     assert main(["segment", str(data_dir / "example_ct.nii.gz"), "-o", str(out), "--organs", "liver",
-                 "--models", str(tiny_models), "--format", "nrrd"]) == 0
+                 "--models", str(tiny_models), "--format", "nrrd", "--interpolate"]) == 0
     ct = sitk.ReadImage(str(data_dir / "example_ct.nii.gz"))
     assert _geometry(sitk.ReadImage(str(out / "masks/liver.nrrd"))) == pytest.approx(_geometry(ct))
+
+
+def test_full_inference_and_interpolate_exclude_each_other(tmp_path, data_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(data_dir / "example_ct.nii.gz"), "-o", str(tmp_path / "out"),
+              "--full-inference", "--interpolate"])
+    assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_python_api_reports_progress_per_organ_and_writes_nothing(dicom_ct, tiny_models, tmp_path,

@@ -16,7 +16,8 @@ import SimpleITK as sitk
 from organseg import postprocess as pp
 from organseg.catalogue import Organ, organ, parse_organs
 from organseg.errors import InputError, ModelError
-from organseg.inference import FINE_MARGIN_MM, STRATEGIES, Cancelled, coarse_stride, predict_organ, slices_within
+from organseg.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, STRATEGIES, Cancelled, coarse_stride,
+                                predict_organ, slices_within)
 from organseg.io import array_to_image, check_ct
 from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
@@ -132,7 +133,7 @@ class Segmenter:
                  engine: str = "auto", batch_size: int = 16, postprocess: bool = True,
                  anchor_rules: dict[str, bool] | None = None, strategy: str = "coarse-to-fine") -> None:
         if strategy not in STRATEGIES:
-            raise InputError(f"unknown inference strategy '{strategy}'; use {' or '.join(STRATEGIES)}")
+            raise InputError(f"unknown inference strategy '{strategy}'; use {', '.join(STRATEGIES)}")
         if models is None:
             models = ModelStore()
         elif not isinstance(models, ModelStore):
@@ -236,18 +237,19 @@ class Segmenter:
         return self.postprocess and pp.anchor_rules_enabled(key, self.anchor_rules)
 
     def _search(self, key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
-                n_slices: int) -> tuple[int, tuple[int, int] | None, int]:
-        """(stride, window, margin) for `predict_organ`: every slice, or the organ's coarse stride, the anchor
-        range and the fine margin.
+                n_slices: int) -> tuple[int, tuple[int, int] | None, int, int]:
+        """(stride, window, margin, max_gap) for `predict_organ`: every slice, or the organ's coarse stride, the
+        anchor range, the fine margin and (interpolate strategy) the largest interpolated gap.
 
         For coarse-to-fine the search is limited to the axial range that the anchors found so far allow, when
         the organ's anchor box applies (it would clear any finding outside that range anyway).
         """
         if self.strategy == "full":
-            return 1, None, 1
+            return 1, None, 1, 1
         window = pp.anchor_window(pp.RULES[key], extents, slice_mm, n_slices)[0] if self._boxed(key) else None
+        max_gap = slices_within(INTERPOLATE_MM, slice_mm) if self.strategy == "interpolate" else 1
         return (coarse_stride(slice_mm, organ(key).min_extent_mm), window,
-                slices_within(FINE_MARGIN_MM, slice_mm))
+                slices_within(FINE_MARGIN_MM, slice_mm), max_gap)
 
     def _anchor_box(self, key: str, mask: np.ndarray, extents: dict[str, tuple[int, int] | None],
                     slice_mm: float, planned: set[str], warnings: list[str]) -> np.ndarray:

