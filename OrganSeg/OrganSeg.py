@@ -179,7 +179,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if problem:
                 slicer.util.errorDisplay(problem)
                 return
-        options = Options(device=device, postprocess=self.ui.postprocessCheckBox.checked)
+        options = Options(device=device, postprocess=self.ui.postprocessCheckBox.checked,
+                          interpolate=self.ui.interpolateCheckBox.checked)
         try:
             plan = self.logic.plan(self.chosenOrgans(), options, output)
             if plan.replaced and not slicer.util.confirmOkCancelDisplay(

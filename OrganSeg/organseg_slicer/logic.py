@@ -38,11 +38,13 @@ class Options:
 
     device: str = "auto"  #: auto, cpu, cuda or mps
     postprocess: bool = True
+    interpolate: bool = False  #: skip and interpolate slices inside organs (faster, not exact)
     models: list[Path] | None = None  #: model folders; None: organseg's defaults (user folder, bundled)
 
     def segmenter(self) -> Segmenter:
         store = ModelStore([Path(m) for m in self.models]) if self.models else ModelStore()
-        return Segmenter(store, device=self.device, postprocess=self.postprocess)
+        return Segmenter(store, device=self.device, postprocess=self.postprocess,
+                         strategy="interpolate" if self.interpolate else "coarse-to-fine")
 
 
 @dataclass

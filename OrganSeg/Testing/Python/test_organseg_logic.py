@@ -311,3 +311,8 @@ def test_first_run_install_takes_the_library_shipped_with_the_extension(monkeypa
     assert (shipped / "pyproject.toml").is_file() and shipped.name == "OrganSegLib"
     monkeypatch.setenv("ORGANSEG_PIP_REQUIREMENT", "organseg==0.1.0")
     assert dependencies.library_requirement() == "organseg==0.1.0"
+
+
+def test_interpolate_option_selects_the_interpolating_strategy(tiny_models):
+    assert options(tiny_models).segmenter().strategy == "coarse-to-fine"
+    assert Options(device="cpu", interpolate=True, models=[tiny_models]).segmenter().strategy == "interpolate"
