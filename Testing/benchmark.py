@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""CPU speed of organ inference: torch full, ONNX Runtime full and ONNX Runtime coarse-to-fine.
+"""CPU speed of organ inference: torch full, ONNX Runtime full, coarse-to-fine and interpolate.
 
 For a real CT (the TotalSegmentator example CT, 112 slices of 3 mm) and two synthetic whole-body-sized CTs
 (512 x 512 x 800) made from it (tiled: the organs recur in every copy, the worst case for coarse-to-fine;
 whole-body layout: the organs occur once), prints seconds per organ for each path, the ratio to the slowest
-path, the peak memory of each run and the Dice between the paths' masks. Each run is a separate process
+path, the slices each organ's network ran, the peak memory of each run and the Dice between the paths' masks. Each run is a separate process
 with its own peak memory. The torch path is skipped on the second synthetic CT: full inference costs the
 same per slice whatever the slice shows. Run by hand, not in the test suite:
 
@@ -33,7 +33,8 @@ import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ORGANSEG_TEST_DATA", REPO.parent / "shared" / "data" / "totalseg_example"))
-PATHS = {"torch full": ("torch", "full"), "ORT full": ("onnx", "full"), "ORT coarse-to-fine": ("onnx", "coarse-to-fine")}
+PATHS = {"torch full": ("torch", "full"), "ORT full": ("onnx", "full"), "ORT coarse-to-fine": ("onnx", "coarse-to-fine"),
+         "ORT interpolate": ("onnx", "interpolate")}
 TS_LABELS = {"liver": 5, "spleen": 1}
 SYNTH_MM = 1.5  #: slice spacing of the synthetic whole-body-sized CTs
 
@@ -98,16 +99,31 @@ def quick_models(folder: Path, steps: int) -> Path:
 
 def worker(args: argparse.Namespace) -> int:
     """One run in its own process: segment the CT with one path, save masks, print timings as JSON."""
-    from organseg.segmenter import Segmenter
+    from organseg import runtime
+    from organseg.segmenter import Progress, Segmenter
 
     engine, strategy = PATHS[args.path]
+    runtime_class = runtime.OrtRuntime if engine == "onnx" else runtime.TorchRuntime
+    slices: dict[str, int] = {}
+    current = {"organ": ""}
+    predict = runtime_class.predict
+
+    def counting(self, batch: np.ndarray) -> np.ndarray:
+        slices[current["organ"]] = slices.get(current["organ"], 0) + len(batch)
+        return predict(self, batch)
+
+    def progress(p: Progress) -> None:
+        if p.stage == "inference":
+            current["organ"] = p.organ.key
+
+    runtime_class.predict = counting
     image = sitk.ReadImage(args.ct)
     segmenter = Segmenter(args.models, "cpu", engine, strategy=strategy)
     t0 = time.perf_counter()
-    result = segmenter.segment(image, args.organs.split(","))
+    result = segmenter.segment(image, args.organs.split(","), progress)
     total = time.perf_counter() - t0
     np.savez_compressed(args.masks, **{k: np.packbits(m.full()) for k, m in result.masks.items()})
-    print(json.dumps({"seconds": result.seconds, "total": total, "models": result.models,
+    print(json.dumps({"seconds": result.seconds, "total": total, "models": result.models, "slices": slices,
                       "peak_mb": peak_memory_mb()}))
     return 0
 
@@ -186,15 +202,16 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
             print(f"  {path}: {runs[path]['seconds']}", file=sys.stderr)
         lines += [f"## {title}: {size} voxels, {', '.join(f'{s:g}' for s in image.GetSpacing())} mm", "",
                   "| path | pre-processing s | " + " | ".join(f"{o} s" for o in organs)
-                  + " | s per organ | speed-up | peak memory MB | Dice vs ORT full |",
-                  "|---" * (len(organs) + 6) + "|"]
+                  + " | s per organ | speed-up | slices run | peak memory MB | Dice vs ORT full |",
+                  "|---" * (len(organs) + 7) + "|"]
         slowest = max(np.mean([runs[p]["seconds"][o] for o in organs]) for p in paths)
         for path in paths:
             sec = runs[path]["seconds"]
             mean = float(np.mean([sec[o] for o in organs]))
             dices = ", ".join(f"{o} {dice(masks[path][o], masks['ORT full'][o]):.4f}" for o in organs)
+            run = ", ".join(f"{o} {runs[path]['slices'].get(o, 0)}" for o in organs)
             lines.append(f"| {path} | {sec.get('_prepare', 0):.2f} | " + " | ".join(f"{sec[o]:.2f}" for o in organs)
-                         + f" | {mean:.2f} | {slowest / mean:.1f}x | {runs[path]['peak_mb']:.0f} | {dices} |")
+                         + f" | {mean:.2f} | {slowest / mean:.1f}x | {run} | {runs[path]['peak_mb']:.0f} | {dices} |")
         lines += ["", "Organ voxels (ORT full): " + ", ".join(f"{o} {int(masks['ORT full'][o].sum())}" for o in organs),
                   ""]
     lines.append(f"- load average at end (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
