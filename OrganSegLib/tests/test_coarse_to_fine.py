@@ -101,27 +101,44 @@ def test_anchor_window_limits_the_search_and_nothing_else(tall):
     assert not predict_organ(prepared, runtime, 0.5, stride=5, window=(80, 79)).any()
 
 
+def profile_volume(n: int) -> Prepared:
+    """n slices of 4x4 whose network input is the slice's own index, for runtimes that answer by index."""
+    record = CropRecord((n, 4, 4), np.tile([0, 4, 0, 4], (n, 1)), input_shape=(4, 4))
+    return Prepared(np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32), record)
+
+
+def random_profiles(seed: int, n: int, k: int, longest: int, count: int = 50):
+    """z-profiles of runs of k to `longest` found slices separated by gaps of 1 to 5k slices."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        found = np.zeros(n, dtype=bool)
+        z = int(rng.integers(0, 20))
+        while z < n:
+            length = int(rng.integers(k, longest))
+            found[z:z + length] = True
+            z += length + int(rng.integers(1, 5 * k))
+        yield found
+
+
+class ProfileRuntime:
+    """Answers a whole slice of organ wherever the profile says found, and counts the slices it ran."""
+
+    def __init__(self, found: np.ndarray) -> None:
+        self.found, self.calls = found, 0
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += len(batch)
+        return self.found[batch[:, 0, 0, 0].astype(int)][:, None, None] * np.ones((1, 4, 4), np.float32)
+
+
 @pytest.mark.parametrize("margin", [None, 1, 3])
 def test_every_run_at_least_a_stride_long_is_kept_whole(margin):
     """Random z-profiles: runs of >= k found slices anywhere, with gaps of any length, are never cut,
     whatever the fine margin."""
-    rng = np.random.default_rng(0)
     n, k = 300, 6
-    record = CropRecord((n, 4, 4), np.tile([0, 4, 0, 4], (n, 1)), input_shape=(4, 4))
-    prepared = Prepared(np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32), record)
-    for _ in range(50):
-        found = np.zeros(n, dtype=bool)
-        z = int(rng.integers(0, 20))
-        while z < n:
-            length = int(rng.integers(k, 4 * k))
-            found[z:z + length] = True
-            z += length + int(rng.integers(1, 5 * k))
-
-        class Profile:
-            def predict(self, batch: np.ndarray) -> np.ndarray:
-                return found[batch[:, 0, 0, 0].astype(int)][:, None, None] * np.ones((1, 4, 4), np.float32)
-
-        mask = predict_organ(prepared, Profile(), 0.5, stride=k, margin=margin)
+    prepared = profile_volume(n)
+    for found in random_profiles(0, n, k, 4 * k):
+        mask = predict_organ(prepared, ProfileRuntime(found), 0.5, stride=k, margin=margin)
         assert np.array_equal(mask.any(axis=(1, 2)), found)
 
 
@@ -143,26 +160,10 @@ def test_unknown_strategy_is_refused(tiny_models):
 def test_interpolation_keeps_every_run_and_fills_only_short_gaps():
     """Random z-profiles with identical masks on found slices: interpolation never loses a found slice of a
     run, adds slices only inside gaps shorter than the largest interpolated gap, and runs fewer slices."""
-    rng = np.random.default_rng(1)
     n, k, max_gap = 300, 6, 4
-    record = CropRecord((n, 4, 4), np.tile([0, 4, 0, 4], (n, 1)), input_shape=(4, 4))
-    prepared = Prepared(np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32), record)
-    for _ in range(50):
-        found = np.zeros(n, dtype=bool)
-        z = int(rng.integers(0, 20))
-        while z < n:
-            length = int(rng.integers(k, 8 * k))
-            found[z:z + length] = True
-            z += length + int(rng.integers(1, 5 * k))
-
-        class Profile:
-            calls = 0
-
-            def predict(self, batch: np.ndarray) -> np.ndarray:
-                self.calls += len(batch)
-                return found[batch[:, 0, 0, 0].astype(int)][:, None, None] * np.ones((1, 4, 4), np.float32)
-
-        exact, fast = Profile(), Profile()
+    prepared = profile_volume(n)
+    for found in random_profiles(1, n, k, 8 * k):
+        exact, fast = ProfileRuntime(found), ProfileRuntime(found)
         predict_organ(prepared, exact, 0.5, stride=k, margin=2)
         got = predict_organ(prepared, fast, 0.5, stride=k, margin=2, max_gap=max_gap).any(axis=(1, 2))
         assert got[found].all()

@@ -105,6 +105,7 @@ class _RowPredictor:
             self.interpolated += 1
 
     def _slice_probabilities(self, row: int) -> np.ndarray:
+        """The kept probabilities of a found row on its whole canonical slice (zero outside the body box)."""
         index, values = self.probabilities[row]
         out = np.zeros(self.mask.shape[1:], dtype=np.float32)
         out[index] = values
