@@ -143,11 +143,6 @@ def run_path(ct: Path, path: str, organs: str, models: Path, masks: Path) -> dic
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
-
-
 def machine() -> list[str]:
     import onnxruntime
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
@@ -164,6 +159,7 @@ def machine() -> list[str]:
 
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
+    from organseg.evaluation.metrics import dice
     from organseg.model_package import ModelStore, bundled_models_dir
 
     bundled = ModelStore([bundled_models_dir()]).available()

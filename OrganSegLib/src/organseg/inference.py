@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from organseg.evaluation.metrics import dice
 from organseg.preprocess import Prepared
 from organseg.runtime import Runtime
 
@@ -90,8 +91,7 @@ class _RowPredictor:
     def similarity(self, a: int, b: int) -> float:
         """Dice between the masks of two rows."""
         zs = self.prepared.record.slices_with_body
-        ma, mb = self.mask[zs[a]], self.mask[zs[b]]
-        return 2.0 * np.count_nonzero(ma & mb) / max(1, np.count_nonzero(ma) + np.count_nonzero(mb))
+        return dice(self.mask[zs[a]], self.mask[zs[b]])
 
     def interpolate(self, a: int, b: int) -> None:
         """Rows strictly between found rows a and b from their probabilities, weighted by distance."""
