@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from organseg.catalogue import ORGANS
+from organseg.stats import bounding_box
 
 
 @dataclass(frozen=True)
@@ -124,18 +125,16 @@ def clean_components(mask: np.ndarray, rule: Rule, voxel_ml: float) -> np.ndarra
     return out
 
 
-def _slabs(mask: np.ndarray) -> list[tuple[slice, slice, slice]]:
+def _slabs(mask: np.ndarray) -> list[tuple[slice, ...]]:
     """Bounding boxes of the runs of consecutive slices (axis 0) that hold foreground."""
-    rows = mask.any(axis=2)
-    filled = np.flatnonzero(rows.any(axis=1))
+    filled = np.flatnonzero(mask.any(axis=(1, 2)))
     if filled.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(filled) > 1)
     boxes = []
     for lo, hi in zip(filled[np.r_[0, breaks + 1]], filled[np.r_[breaks, -1]] + 1):
-        ys = np.flatnonzero(rows[lo:hi].any(axis=0))
-        xs = np.flatnonzero(mask[lo:hi, ys[0]:ys[-1] + 1].any(axis=(0, 1)))
-        boxes.append((slice(lo, hi), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)))
+        first, end = bounding_box(mask[lo:hi])
+        boxes.append((slice(lo, hi), *(slice(a, b) for a, b in zip(first[1:], end[1:]))))
     return boxes
 
 
