@@ -68,7 +68,6 @@ class _RowPredictor:
         self.mask = np.zeros(prepared.record.shape, dtype=bool)
         self.probabilities: dict[int, tuple[tuple[slice, slice], np.ndarray]] | None = (
             {} if keep_probabilities else None)
-        self.interpolated = 0
 
     def run(self, rows: np.ndarray) -> None:
         """Predict the rows not yet done, batch by batch."""
@@ -102,7 +101,6 @@ class _RowPredictor:
             self.mask[zs[row]] = (1.0 - w) * pa + w * pb >= self.threshold
             self.found[row] = self.mask[zs[row]].any()
             self.done[row] = True
-            self.interpolated += 1
 
     def _slice_probabilities(self, row: int) -> np.ndarray:
         """The kept probabilities of a found row on its whole canonical slice (zero outside the body box)."""
