@@ -58,6 +58,16 @@ def test_crop_boxes_are_the_boxes_of_the_body_contour(dicom_ct, data_dir):
         assert np.array_equal(body_boxes(hu), slice_boxes(body_mask(hu)))
 
 
+def test_prepare_on_the_stored_integer_volume_equals_a_float32_copy(dicom_ct, data_dir):
+    """The segmenter keeps the CT in its stored type; the network inputs and crop boxes must not change."""
+    for image in (dicom_ct, read_ct(data_dir / "example_ct.nii.gz")):
+        stored = np.ascontiguousarray(Reorientation.of(image).to_canonical(sitk.GetArrayViewFromImage(image)))
+        assert np.issubdtype(stored.dtype, np.integer), stored.dtype
+        a, b = prepare(stored), prepare(stored.astype(np.float32))
+        assert np.array_equal(a.record.boxes, b.record.boxes)
+        assert np.array_equal(a.inputs, b.inputs)
+
+
 def test_normalise_clips_scales_and_quantises_to_240_levels():
     hu = np.linspace(-200, 300, 10001, dtype=np.float32)
     out = normalise(hu)

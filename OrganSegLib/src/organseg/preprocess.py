@@ -88,7 +88,11 @@ class Prepared:
 
 
 def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS) -> Prepared:
-    """Body crop, resize and normalisation of a canonical (S, P, L) HU volume, done once per CT."""
+    """Body crop, resize and normalisation of a canonical (S, P, L) HU volume, done once per CT.
+
+    The volume may keep its stored type (e.g. int16): each cropped slice is converted to float32 before resizing,
+    which gives the same inputs as a float32 copy of the whole volume, with half its memory for an int16 CT.
+    """
     record = CropRecord(volume.shape, body_boxes(volume))
     zs = record.slices_with_body
     inputs = np.empty((len(zs), *record.input_shape), dtype=np.float32)

@@ -98,8 +98,9 @@ class Result:
         return array_to_image(self.label_map(), self.reference)
 
 
-#: Peak working memory per CT voxel: measured 2.6 GB, 13 bytes per voxel, at 512x512x800 (Testing/BENCHMARK.md).
-BYTES_PER_VOXEL = 14
+#: Working memory per CT voxel besides the CT's canonical copy (masks, labels): the measured peak at 512x512x800
+#: int16 was 2.16 GB, 10.3 bytes per voxel with the image and its 2-byte copy (Testing/BENCHMARK.md).
+WORK_BYTES_PER_VOXEL = 7
 
 
 def available_memory() -> int | None:
@@ -115,10 +116,11 @@ def available_memory() -> int | None:
 
 
 def check_memory(image: sitk.Image, source: str) -> None:
-    """Refuse a CT whose working set would not fit: a float32 copy, masks, labels and the network inputs."""
+    """Refuse a CT whose working set would not fit: a canonical copy, masks, labels and the network inputs."""
     voxels = int(np.prod(image.GetSize(), dtype=np.int64))
     slices = max(image.GetSize())
-    needed = voxels * BYTES_PER_VOXEL + slices * INPUT_HEIGHT * INPUT_WIDTH * 4
+    needed = (voxels * (image.GetSizeOfPixelComponent() + WORK_BYTES_PER_VOXEL)
+              + slices * INPUT_HEIGHT * INPUT_WIDTH * 4)
     available = available_memory()
     if available is not None and needed > available:
         raise InputError(f"{source}: segmenting this {'x'.join(map(str, image.GetSize()))} CT needs about "
@@ -174,7 +176,7 @@ class Segmenter:
         packages.sort(key=lambda p: not p.organ.anchor)
         orient = Reorientation.of(image, source)
         ct = sitk.GetArrayViewFromImage(image)
-        canonical = np.ascontiguousarray(orient.to_canonical(ct), dtype=np.float32)
+        canonical = np.ascontiguousarray(orient.to_canonical(ct))  # stored type: slices become float32 one by one
         slice_mm = float(image.GetSpacing()[2 - orient.permutation[0]])
         voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
         planned = {p.organ.key for p in packages}
