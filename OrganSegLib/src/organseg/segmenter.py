@@ -98,8 +98,8 @@ class Result:
         return array_to_image(self.label_map(), self.reference)
 
 
-#: Working memory per CT voxel besides the CT's canonical copy (masks, labels): the measured peak at 512x512x800
-#: int16 was 2.16 GB, 10.3 bytes per voxel with the image and its 2-byte copy (Testing/BENCHMARK.md).
+#: Working memory per CT voxel besides the CT's canonical copy (masks, labels). Measured peak at 512x512x800 int16:
+#: 2.17 GB, 10.8 bytes per voxel with the image, its 2-byte copy and the process itself (Testing/BENCHMARK.md).
 WORK_BYTES_PER_VOXEL = 7
 
 
