@@ -22,6 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("segment", help="segment organs of a CT (NIfTI, NRRD, MHA or DICOM folder)")
     p.add_argument("ct", type=Path, help="CT image file or DICOM series folder")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    add_segmentation_options(p)
+    p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
+    p.set_defaults(func=run)
+
+
+def add_segmentation_options(p: argparse.ArgumentParser) -> None:
+    """The options `segment` and `batch` share: organs, device, models, outputs, post-processing, speed."""
     p.add_argument("--organs", default="all", help="comma-separated organ names, or 'all' (default)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where the networks run (default auto)")
     p.add_argument("--engine", default="auto", choices=("auto", "onnx", "torch"),
@@ -43,9 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     speed.add_argument("--interpolate", action="store_true",
                        help=f"faster: also skip slices inside organs where slices up to {INTERPOLATE_MM:g} mm apart "
                             "agree, and interpolate them (not exact: Dice >= 0.99 against every slice, measured)")
-    p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
-    p.set_defaults(func=run)
+
+
+def make_segmenter(args: argparse.Namespace) -> Segmenter:
+    """The Segmenter the shared options describe."""
+    strategy = "full" if args.full_inference else "interpolate" if args.interpolate else "coarse-to-fine"
+    return Segmenter(model_store(args), args.device, args.engine, args.batch_size, not args.no_postprocess,
+                     parse_switches(args.anchor_rules), strategy)
 
 
 def positive_int(text: str) -> int:
@@ -71,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
     extra_writers = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
     organs = [o.key for o in parse_organs(args.organs)]
-    strategy = "full" if args.full_inference else "interpolate" if args.interpolate else "coarse-to-fine"
-    segmenter = Segmenter(model_store(args), args.device, args.engine,
-                          args.batch_size, not args.no_postprocess, parse_switches(args.anchor_rules), strategy)
+    segmenter = make_segmenter(args)
     packages, added, _ = segmenter.plan(organs)
     image = read_ct(args.ct, args.series_uid, args.resample_irregular)
     if added:
