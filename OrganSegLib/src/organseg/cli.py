@@ -9,7 +9,8 @@ from organseg import __version__
 from organseg.errors import OrganSegError
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func(args) -> int` on its parser.
-COMMANDS = ("segment", "organs", "models", "train", "fine-tune", "evaluate", "export-rtstruct", "export-dicom-seg")
+COMMANDS = ("segment", "batch", "organs", "models", "train", "fine-tune", "evaluate", "export-rtstruct",
+            "export-dicom-seg")
 
 
 def build_parser() -> argparse.ArgumentParser:

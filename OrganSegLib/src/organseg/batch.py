@@ -1,0 +1,142 @@
+"""Many CTs in one run: finding the CTs, naming their result folders, and the cohort summary table.
+
+A batch writes one result folder per CT (`OUTDIR/<case>/`, the layout of `organseg segment`) and
+`OUTDIR/batch_summary.csv`: one row per CT with its status, seconds, message and organ volumes in mL.
+A CT whose folder already holds results is counted as done and not segmented again, so an interrupted
+batch resumes where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from organseg.atomic import atomic_file
+from organseg.catalogue import ORGANS
+from organseg.errors import InputError
+from organseg.io import IMAGE_SUFFIXES
+
+SUMMARY = "batch_summary.csv"
+SEGMENTED, DONE_BEFORE, FAILED = "segmented", "done before", "failed"
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Whether a file is DICOM Part 10: 'DICM' after the 128-byte preamble."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _holds_dicom(folder: Path) -> bool:
+    return any(is_dicom_file(p) for p in folder.iterdir() if p.is_file())
+
+
+def find_cts(inputs: list[Path]) -> list[Path]:
+    """The CTs named by files and folders, in the order given, each once.
+
+    A file is a CT image; a folder holding DICOM files is one DICOM series; any other folder stands for the
+    image files and DICOM series folders directly inside it (one level: masks in deeper folders are not CTs).
+    """
+    found: list[Path] = []
+    for path in inputs:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        if path.is_file():
+            found.append(path)
+        elif _holds_dicom(path):
+            found.append(path)
+        else:
+            inside = [p for p in sorted(path.iterdir()) if _is_image(p) or (p.is_dir() and _holds_dicom(p))]
+            if not inside:
+                raise InputError(f"{path}: holds no CT image file ({', '.join(IMAGE_SUFFIXES)}) and no DICOM "
+                                 "series folder; for CTs deeper down name them (e.g. 'DIR/*/ct.nii.gz') or use --list")
+            found += inside
+    unique: dict[Path, Path] = {}  # each CT once, however it was reached; named as the user named it
+    for path in found:
+        unique.setdefault(path.resolve(), path.absolute())
+    if not unique:
+        raise InputError("no CT given")
+    return list(unique.values())
+
+
+def read_list(path: Path) -> list[Path]:
+    """Paths of a list file, one per line; blank lines and lines starting with '#' are skipped.
+
+    Relative paths are relative to the list file's folder.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the list of CTs ({err.strerror})") from None
+    return [path.parent / line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES + (".dcm",):
+        if name.lower().endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def case_names(cts: list[Path]) -> dict[Path, str]:
+    """A unique result folder name per CT: its file or folder name, with as many parent folder names as needed.
+
+    data/s0001/ct.nii.gz and data/s0002/ct.nii.gz become s0001_ct and s0002_ct; a.nii.gz stays a.
+    """
+    parts = {p: [*p.parent.parts[1:], _stem(p)] for p in cts}
+    names: dict[Path, str] = {}
+    depth = 1
+    while len(names) < len(cts):
+        pending = [p for p in cts if p not in names]
+        if all(depth > len(parts[p]) for p in pending):
+            raise InputError(f"cannot name the results of {pending[0]} apart from another CT")
+        candidates = {p: "_".join(parts[p][-depth:]) for p in cts}
+        counts: dict[str, int] = {}
+        for name in candidates.values():
+            counts[name] = counts.get(name, 0) + 1
+        taken = set(names.values())
+        for p in pending:
+            if counts[candidates[p]] == 1 and candidates[p] not in taken:
+                names[p] = candidates[p]
+        depth += 1
+    return {p: names[p] for p in cts}
+
+
+@dataclass
+class CaseRow:
+    """One CT's line in the summary."""
+
+    case: str
+    source: str
+    status: str
+    seconds: float = 0.0
+    message: str = ""
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+
+
+def volumes_of(result_dir: Path) -> dict[str, float]:
+    """Organ -> volume in mL from a result folder's stats.json."""
+    doc = json.loads((result_dir / "stats.json").read_text())
+    return {row["organ"]: float(row["volume_ml"]) for row in doc["organs"]}
+
+
+def write_summary(rows: list[CaseRow], outdir: Path) -> Path:
+    """Write (atomically replace) OUTDIR/batch_summary.csv; one volume column per organ, catalogue order."""
+    seen = {key for row in rows for key in row.volumes_ml}
+    organs = [o.key for o in ORGANS if o.key in seen]
+    path = outdir / SUMMARY
+    with atomic_file(path, ".csv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case", "source", "status", "seconds", "message", *(f"{o}_ml" for o in organs)])
+        for row in rows:
+            writer.writerow([row.case, row.source, row.status, f"{row.seconds:.2f}", row.message,
+                             *(f"{row.volumes_ml[o]:.3f}" if o in row.volumes_ml else "" for o in organs)])
+    return path
