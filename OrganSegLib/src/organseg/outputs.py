@@ -24,11 +24,16 @@ from organseg.stats import FIELDS
 RESULT_MARKERS = ("stats.json", "segmentation.nii.gz", "segmentation.nrrd", "masks")
 
 
+def holds_results(outdir: Path) -> bool:
+    """Whether a folder already holds a segmentation result."""
+    return outdir.is_dir() and any((outdir / m).exists() for m in RESULT_MARKERS)
+
+
 def check_output_dir(outdir: Path, overwrite: bool) -> None:
     """Refuse an output folder that holds results (unless overwrite) or that is not a folder."""
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"{outdir}: exists and is not a folder")
-    if outdir.is_dir() and not overwrite and any((outdir / m).exists() for m in RESULT_MARKERS):
+    if not overwrite and holds_results(outdir):
         raise OutputError(f"{outdir}: already holds results; choose another folder or pass --overwrite")
 
 

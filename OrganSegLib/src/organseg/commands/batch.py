@@ -21,7 +21,7 @@ from organseg.commands.segment import add_segmentation_options, make_segmenter
 from organseg.errors import InputError, OrganSegError
 from organseg.export.output_types import dicom_writers, parse_output_types
 from organseg.io import read_ct
-from organseg.outputs import RESULT_MARKERS, write_result
+from organseg.outputs import holds_results, write_result
 from organseg.segmenter import Segmenter
 
 
@@ -86,7 +86,7 @@ class Job:
 
     def run_case(self, ct: Path, outdir: Path, case: str) -> CaseRow:
         """Segment one CT into its folder; an error becomes a failed row, not the end of the batch."""
-        if not self.overwrite and any((outdir / m).exists() for m in RESULT_MARKERS):
+        if not self.overwrite and holds_results(outdir):
             try:
                 return CaseRow(case, str(ct), DONE_BEFORE, volumes_ml=volumes_of(outdir))
             except (OSError, ValueError, KeyError):
