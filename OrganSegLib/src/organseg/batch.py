@@ -48,9 +48,7 @@ def find_cts(inputs: list[Path]) -> list[Path]:
     for path in inputs:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
-        if path.is_file():
-            found.append(path)
-        elif _holds_dicom(path):
+        if path.is_file() or _holds_dicom(path):
             found.append(path)
         else:
             inside = [p for p in sorted(path.iterdir()) if _is_image(p) or (p.is_dir() and _holds_dicom(p))]

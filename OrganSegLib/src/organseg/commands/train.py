@@ -69,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = fit_config(args)
-    trainer_function(args.threads)(args.organ, args.data, args.out, config, args.work, args.resume, margin=args.margin,
+    train_organ = trainer_function(args.threads)
+    train_organ(args.organ, args.data, args.out, config, args.work, args.resume, margin=args.margin,
                 progress=not args.quiet)
     return 0
