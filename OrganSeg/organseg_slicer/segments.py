@@ -11,13 +11,10 @@ import vtk
 
 from organseg.catalogue import CATEGORY, Organ, organ
 from organseg.errors import InputError
+from organseg.export.seg_nrrd import ANATOMIC_CONTEXT, ORGAN_TAG, TERMINOLOGY_CONTEXT
 from organseg.segmenter import OrganMask
 
 from organseg_slicer.volumes import oriented_image, oriented_to_array, reference_geometry, volume_ijk_to_ras
-
-ORGAN_TAG = "OrganSeg.Organ"
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
 
 def terminology_entry(o: Organ) -> str:

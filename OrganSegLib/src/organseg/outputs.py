@@ -1,7 +1,7 @@
 """Writing a segmentation result to an output folder, atomically and without losing earlier results.
 
 Layout: `masks/<organ>.nii.gz` (or .nrrd), `segmentation.nii.gz` (multi-label, catalogue label values),
-`labels.json` (label value -> name, colour, SNOMED CT), `stats.csv`, `stats.json`. Everything is written
+`segmentation.seg.nrrd` (Slicer's segmentation file), `labels.json` (label value -> name, colour, SNOMED CT), `stats.csv`, `stats.json`. Everything is written
 into a hidden temporary folder beside OUTDIR and renamed into place at the end, so an interrupted run
 leaves nothing half-written. With `overwrite`, only the entries this run writes are replaced.
 """
@@ -17,6 +17,7 @@ from organseg import __version__
 from organseg.atomic import temp_dir
 from organseg.catalogue import organ
 from organseg.errors import OutputError
+from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
 from organseg.io import atomic_write_image, output_path
 from organseg.segmenter import Result
 from organseg.stats import FIELDS
@@ -63,6 +64,7 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
         for key in result.masks:
             atomic_write_image(result.mask_image(key), output_path(tmp / "masks", key, fmt))
         atomic_write_image(result.label_image(), output_path(tmp, "segmentation", fmt))
+        write_seg_nrrd({key: mask.full() for key, mask in result.masks.items()}, result.reference, tmp / SEG_NRRD)
         (tmp / "labels.json").write_text(json.dumps(labels_table(result), indent=2) + "\n")
         _write_stats(result, tmp, source)
         for writer in extra_writers or []:
