@@ -9,7 +9,7 @@ from organseg import __version__
 from organseg.errors import OrganSegError
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func(args) -> int` on its parser.
-COMMANDS = ("segment", "batch", "organs", "models", "train", "fine-tune", "evaluate", "export-rtstruct",
+COMMANDS = ("segment", "batch", "organs", "models", "dataset", "train", "fine-tune", "evaluate", "export-rtstruct",
             "export-dicom-seg")
 
 

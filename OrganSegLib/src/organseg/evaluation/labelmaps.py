@@ -24,11 +24,11 @@ def read_label_names(path: str | Path) -> dict[int, str]:
 
 
 def organ_label_ids(organ: Organ, names: dict[int, str] | None, source: str = "labels") -> tuple[int, ...]:
-    """Label ids that make up the organ: via `Organ.totalsegmentator_names` when names are given, else the
-    catalogue label value."""
+    """Label ids that make up the organ: labels named by one of `Organ.totalsegmentator_names` or by the organ's
+    key (an imported data set's whole-organ label) when names are given, else the catalogue label value."""
     if names is None:
         return (organ.label,)
-    ids = tuple(sorted(i for i, name in names.items() if name in organ.totalsegmentator_names))
+    ids = tuple(sorted(i for i, name in names.items() if name in organ.totalsegmentator_names or name == organ.key))
     if not ids:
         raise InputError(f"{source}: no label of '{organ.key}' (looked for "
                          f"{', '.join(organ.totalsegmentator_names) or 'no TotalSegmentator names'})")
