@@ -34,6 +34,21 @@ class Organ:
         return tuple(c / 255.0 for c in self.colour)  # type: ignore[return-value]
 
     @property
+    def volume_ml(self) -> tuple[float, float] | None:
+        """Plausible adult volume range in mL (VOLUMES_ML); None where volume is not checked."""
+        return VOLUMES_ML.get(self.key)
+
+    @property
+    def median_hu(self) -> tuple[float, float]:
+        """Plausible range of the median HU of the organ's voxels (MEDIAN_HU, else soft tissue)."""
+        return MEDIAN_HU.get(self.key, HU_SOFT)
+
+    @property
+    def side(self) -> str | None:
+        """'right' or 'left': the patient side holding the organ's centre, for lateral organs (SIDES)."""
+        return SIDES.get(self.key)
+
+    @property
     def snomed_type(self) -> tuple[str, str, str]:
         """(scheme, code, meaning) triple as Slicer terminology and DICOM use it."""
         return ("SCT", self.snomed_code, self.snomed_meaning)
@@ -46,6 +61,51 @@ _RIBS = tuple(f"rib_{side}_{i}" for side in ("left", "right") for i in range(1, 
 _BONES = _VERTEBRAE + _RIBS + (
     "sacrum", "humerus_left", "humerus_right", "scapula_left", "scapula_right", "clavicula_left",
     "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "skull", "sternum")
+
+#: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.plausibility);
+#: set from tissue values and checked on the real CTs (Testing/PLAUSIBILITY.md).
+HU_SOFT = (-40.0, 200.0)  #: parenchyma: fat is about -100, cancellous bone 200 and more
+HU_FATTY = (-150.0, 200.0)  #: small, thin or fat-infiltrated organs (adrenals, pancreas, thymus, esophagus)
+HU_KIDNEY = (-40.0, 400.0)  #: cortex and medulla enhance to about 200-300 HU; excreted contrast in the pelvis
+HU_BLOOD = (-20.0, 600.0)  #: vessels and heart chambers: blood 40 HU, up to about 500 HU in arterial phase
+HU_LUNG = (-1000.0, -300.0)  #: aerated lung about -850 HU; dense fibrosis or oedema still below -300
+HU_BONE = (80.0, 1800.0)  #: cancellous (osteoporotic 100) to cortical bone
+HU_HOLLOW = (-850.0, 1000.0)  #: gas, fluid, food or oral contrast; only air-filled (about -1000) is implausible
+HU_BLADDER = (-40.0, 2000.0)  #: urine about 10 HU, excreted contrast up to about 2000
+
+#: Plausible adult volumes in mL: 0.4 x the published mean of women to 2.5 x that of men, wide enough for normal
+#: variation and common disease, narrow enough to catch a mask of the wrong structure. Sources:
+#: [G] Geraghty EM, Boone JM et al., Normal organ volume assessment from abdominal CT, Abdom Imaging 2004;29:482-90
+#:     (149 adults, manual CT volumetry; means women/men: liver 1411/1710, spleen 180/238, kidney 157/193 each,
+#:     pancreas 64/87 mL).
+#: [I] ICRP Publication 89, Basic anatomical and physiological data for use in radiological protection: reference
+#:     values, Ann ICRP 2002;32(3-4), reference woman/man masses in g, taken as mL (soft tissue 1.0-1.06 g/mL).
+#: [T] Total lung capacity of healthy adults, women/men about 4.2/6.0 L (e.g. West, Respiratory Physiology).
+#: Organs whose volume depends on filling or on the field of view more than on the person (bones, bowel, bladder,
+#: vessels, spinal cord, femur heads), or that clinics often contour in part only (esophagus), have no range.
+VOLUMES_ML: dict[str, tuple[float, float]] = {
+    "liver": (560, 4300),  # [G] 1411/1710
+    "heart": (250, 2100),  # [I] heart with blood 620/840
+    "pancreas": (26, 220),  # [G] 64/87
+    "kidneys": (125, 970),  # [G] 2 x 157 / 2 x 193
+    "spleen": (72, 600),  # [G] 180/238
+    "lungs": (1700, 15000),  # [T] 4200/6000
+    "gallbladder": (22, 170),  # [I] wall and content 56/68
+    "adrenal_glands": (5, 35),  # [I] 2 x 6.5 / 2 x 7
+    "stomach": (56, 1000),  # [I] wall 140 (empty, woman) / wall and content 400 (man)
+    "thymus": (8, 63),  # [I] 20/25
+    "eyes": (6, 38),  # [I] 2 x 7.5 / 2 x 7.5
+    "brain": (520, 3600),  # [I] 1300/1450
+}
+MEDIAN_HU: dict[str, tuple[float, float]] = {
+    "heart": HU_BLOOD, "aorta": HU_BLOOD, "inferior_vena_cava": HU_BLOOD, "kidneys": HU_KIDNEY,
+    "pancreas": HU_FATTY, "adrenal_glands": HU_FATTY, "thymus": HU_FATTY, "esophagus": HU_FATTY,
+    "lungs": HU_LUNG, "bones": HU_BONE, "femur_heads": HU_BONE, "urinary_bladder": HU_BLADDER,
+    "stomach": HU_HOLLOW, "colon": HU_HOLLOW, "rectum": HU_HOLLOW, "small_intestine": HU_HOLLOW,
+    "gi_tract": HU_HOLLOW,
+}
+#: Lateral organs: the side of the body midline that holds their centre of mass in normal anatomy.
+SIDES = {"liver": "right", "gallbladder": "right", "spleen": "left", "stomach": "left"}
 
 ORGANS: tuple[Organ, ...] = (
     Organ("liver", 1, "Liver", (221, 130, 101), "10200004", "Liver", "abdomen", True, ("liver",), 80),

@@ -1,0 +1,196 @@
+"""Plausibility flags: short, stable codes that say when an organ mask cannot be right, each with a one-line reason.
+
+Nobody looks at every mask of a cohort, so a wrong mask must say so itself. Each mask is checked against what
+OrganSeg knows without a reference: the catalogue's adult volume range, tissue HU range and body side; the body
+contour; the axial window the anchor rules allow, from the anchor organs of the same result; the image's edges.
+Flags never change a mask. The thresholds were set on the real CTs (Testing/plausibility_calibration.py) and
+are listed with the volume sources in the README ("Plausibility flags").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from organseg import postprocess as pp
+from organseg.body import BODY_THRESHOLD_HU, body_mask
+from organseg.catalogue import HU_FATTY, HU_SOFT, Organ, organ
+from organseg.orientation import Reorientation
+from organseg.stats import bounding_box
+
+#: Every code a check can give, in report order. Codes are stable: scripts and tables select on them.
+CODES = ("not_found", "cut_by_fov", "volume_low", "volume_high", "outside_body", "position", "fragmented",
+         "hu_out_of_range")
+OUTSIDE_BODY_MAX = 0.05  #: largest fraction of a mask outside the body contour
+MIN_BODY_MM2 = 1000.0  #: a slice's body contour counts from 10 cm2 (a neck is about 100 cm2)
+OUTSIDE_WINDOW_MAX = 0.10  #: largest fraction of a mask outside the axial window of its anchor rule
+LARGEST_PARTS_MIN = 0.80  #: smallest fraction of a mask in its largest part(s) (as many as its rule keeps)
+SIDE_TOLERANCE_MM = 10.0  #: how far a lateral organ's centre may lie across the body midline
+DENSE_HU = 300.0  #: above this a voxel is bone, calcification, metal or dense contrast
+DENSE_MAX = 0.05  #: largest fraction of dense voxels in soft tissue (catalogue HU_SOFT and HU_FATTY organs)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One finding: a stable code and a one-line reason with the measured value."""
+
+    code: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Measures:
+    """What the checks measure on one mask; fractions are of the mask's voxels, NaN where not measured."""
+
+    voxels: int
+    volume_ml: float
+    cut_by_fov: bool  #: the mask touches a face of the image (first/last slice or in-plane edge)
+    outside_body: float
+    median_hu: float
+    dense: float  #: fraction of voxels above DENSE_HU
+    largest_parts: float  #: fraction in the largest components (26-connected), as many as the rule keeps
+    outside_window: float  #: fraction outside the anchor window; NaN when no anchor bounds it
+    side_mm: float  #: centre minus body midline, positive toward the patient's left; NaN for non-lateral organs
+    expected: bool  #: the anchors bound the organ's window on both sides inside the image: it should be there
+    window_mm: tuple[float, float] | None  #: anchor window in mm above the most inferior slice, for the reasons
+
+
+class Scan:
+    """One CT in the canonical (S, P, L) layout, with its body contour computed once per slice as needed."""
+
+    def __init__(self, reference: sitk.Image, ct: np.ndarray) -> None:
+        self.orient = Reorientation.of(reference)
+        self.ct = self.orient.to_canonical(ct)
+        spacing_zyx = reference.GetSpacing()[::-1]
+        self.spacing = tuple(float(spacing_zyx[p]) for p in self.orient.permutation)  #: (S, P, L) mm
+        self._body = np.zeros(self.ct.shape, dtype=bool)
+        self._done = np.zeros(self.ct.shape[0], dtype=bool)
+
+    def canonical(self, mask: np.ndarray) -> np.ndarray:
+        return self.orient.to_canonical(mask)
+
+    def body(self, lo: int, hi: int) -> np.ndarray:
+        """Body contour of slices lo..hi-1 (per-slice image processing, so slices can be computed apart)."""
+        todo = np.flatnonzero(~self._done[lo:hi]) + lo
+        if todo.size:
+            a, b = int(todo[0]), int(todo[-1]) + 1
+            self._body[a:b] = body_mask(np.asarray(self.ct[a:b]))
+            self._done[a:b] = True
+        return self._body[lo:hi]
+
+
+def _rule(key: str) -> pp.Rule:
+    return pp.RULES[key]
+
+
+def measure(o: Organ, mask: np.ndarray, scan: Scan, extents: dict[str, tuple[int, int] | None]) -> Measures:
+    """Measures of a canonical mask; `extents` are the axial extents of the anchor organs in the result."""
+    n = scan.ct.shape[0]
+    slice_mm = scan.spacing[0]
+    rule = _rule(o.key)
+    (lo, hi), missing = pp.anchor_window(rule, extents, slice_mm, n)
+    bounded = bool(rule.below or rule.above) and len(missing) < len(rule.below + rule.above)
+    expected = bool(rule.below and rule.above and not missing and 0 < lo <= hi < n - 1)
+    window_mm = (lo * slice_mm, hi * slice_mm) if bounded else None
+    voxels = int(np.count_nonzero(mask))
+    if not voxels:
+        return Measures(0, 0.0, False, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, expected,
+                        window_mm)
+    first, end = bounding_box(mask)
+    box = tuple(slice(a, b) for a, b in zip(first, end))
+    crop = np.asarray(mask[box], dtype=bool)
+    cut = any(a == 0 or b == size for a, b, size in zip(first, end, mask.shape))
+    slab = scan.body(first[0], end[0])
+    hu = np.asarray(scan.ct[box])
+    # Outside: beyond the contour of a slice that has a body-sized one, or air. A slice whose contour is tiny or
+    # missing though it holds tissue is a CT stored only around structures (OpenKBP), not a mask outside the body.
+    sized = slab.sum(axis=(1, 2)) * scan.spacing[1] * scan.spacing[2] >= MIN_BODY_MM2
+    outside = ~slab[:, box[1], box[2]] & (sized[:, None, None] | (hu < BODY_THRESHOLD_HU))
+    outside_body = np.count_nonzero(crop & outside) / voxels
+    values = hu[crop]
+    median_hu = float(np.median(values))
+    dense = np.count_nonzero(values > DENSE_HU) / voxels
+    parts = rule.components
+    largest = math.nan
+    if parts:
+        labels, count = ndimage.label(crop, structure=np.ones((3, 3, 3), dtype=bool))
+        sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
+        largest = float(sizes[:parts].sum() / voxels) if count else math.nan
+    zs = np.arange(first[0], end[0])
+    outside_window = math.nan
+    if bounded:
+        per_slice = crop.sum(axis=(1, 2))
+        outside_window = float(per_slice[(zs < lo) | (zs > hi)].sum() / voxels)
+    side_mm = math.nan
+    if o.side:
+        body_cols = np.nonzero(slab)[2]
+        organ_cols = np.nonzero(crop)[2] + first[2]
+        if body_cols.size:
+            side_mm = float(organ_cols.mean() - body_cols.mean()) * scan.spacing[2]
+    volume = voxels * float(np.prod(scan.spacing)) / 1000.0
+    return Measures(voxels, volume, cut, float(outside_body), median_hu, float(dense), largest, outside_window,
+                    side_mm, expected, window_mm)
+
+
+def flags_of(o: Organ, m: Measures) -> list[Flag]:
+    """The flags of one organ's measures, in CODES order."""
+    if not m.voxels:
+        if m.expected:
+            return [Flag("not_found", f"empty, though its anchor organs place it {m.window_mm[0]:.0f}-"
+                                      f"{m.window_mm[1]:.0f} mm above the lowest slice")]
+        return []
+    found: list[Flag] = []
+    if m.cut_by_fov:
+        found.append(Flag("cut_by_fov", f"touches the edge of the image: {m.volume_ml:.1f} mL is a lower bound "
+                                        "and the volume range is not checked"))
+    elif o.volume_ml is not None:
+        low, high = o.volume_ml
+        if m.volume_ml < low:
+            found.append(Flag("volume_low", f"{m.volume_ml:.1f} mL, below the adult range {low:g}-{high:g} mL"))
+        elif m.volume_ml > high:
+            found.append(Flag("volume_high", f"{m.volume_ml:.1f} mL, above the adult range {low:g}-{high:g} mL"))
+    if m.outside_body > OUTSIDE_BODY_MAX:
+        found.append(Flag("outside_body", f"{100 * m.outside_body:.0f}% of the mask lies outside the body contour"))
+    if m.outside_window > OUTSIDE_WINDOW_MAX:
+        low_mm, high_mm = m.window_mm
+        found.append(Flag("position", f"{100 * m.outside_window:.0f}% of the mask lies outside the axial window its "
+                                      f"anchor organs allow ({low_mm:.0f}-{high_mm:.0f} mm above the lowest slice)"))
+    wrong = {"right": 1.0, "left": -1.0}.get(o.side or "", 0.0) * m.side_mm
+    if wrong > SIDE_TOLERANCE_MM and not (m.outside_window > OUTSIDE_WINDOW_MAX):  # one flag per code
+        found.append(Flag("position", f"its centre lies {wrong:.0f} mm on the patient's "
+                                      f"{'left' if o.side == 'right' else 'right'}; the {o.key} lies on the {o.side}"))
+    if m.largest_parts < LARGEST_PARTS_MIN:
+        found.append(Flag("fragmented", f"its largest part{'s hold' if _rule(o.key).components > 1 else ' holds'} "
+                                        f"only {100 * m.largest_parts:.0f}% of the mask"))
+    low_hu, high_hu = o.median_hu
+    if not low_hu <= m.median_hu <= high_hu:
+        found.append(Flag("hu_out_of_range", f"median {m.median_hu:.0f} HU, outside {low_hu:g} to {high_hu:g} HU "
+                                             f"for this tissue"))
+    elif o.median_hu in (HU_SOFT, HU_FATTY) and m.dense > DENSE_MAX:
+        found.append(Flag("hu_out_of_range", f"{100 * m.dense:.0f}% of its voxels are above {DENSE_HU:g} HU (bone "
+                                             "or metal), not soft tissue"))
+    return found
+
+
+def check_masks(reference: sitk.Image, ct: np.ndarray,
+                masks: Mapping[str, Callable[[], np.ndarray]]) -> dict[str, list[Flag]]:
+    """Flags of each organ of one result: `masks` maps organ keys to getters of (z, y, x) masks on the CT's grid.
+
+    Getters are called one organ at a time (anchors twice), so a large CT never holds all full masks at once.
+    """
+    scan = Scan(reference, ct)
+    extents = {key: pp.axial_extent(scan.canonical(get())) for key, get in masks.items() if organ(key).anchor}
+    return {key: flags_of(organ(key), measure(organ(key), scan.canonical(get()), scan, extents))
+            for key, get in masks.items()}
+
+
+def describe(key: str, flags: list[Flag]) -> str:
+    """One console line for a flagged organ."""
+    return f"{key} needs a look: " + "; ".join(f"{f.code} ({f.reason})" for f in flags)
