@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS
@@ -15,6 +13,8 @@ from organseg.catalogue import ORGANS
 TS_SUBJECTS = (("s01", 0, 7, "train"), ("s02", 7, 14, "val"), ("s03", 14, 20, "test"))
 #: OpenKBP patients with both a spinal cord and an esophagus contour (cases.csv `labelled`).
 KBP_TRAIN, KBP_TEST = ("pt_2", "pt_4", "pt_7"), "pt_13"
+#: The slices kept of each OpenKBP CT (all four patients have both organs there): small, fast fixtures.
+KBP_SLICES = slice(80, 90)
 KBP_LABELS = {"SpinalCord": 1, "Esophagus": 2, "Larynx": 3, "Brainstem": 4, "Mandible": 5, "LeftParotid": 6,
               "RightParotid": 7}
 
@@ -64,6 +64,12 @@ def _dataset_json(v1: bool, test: bool) -> dict:
     return meta
 
 
+def kbp_case(kbp: Path, case: str) -> tuple[sitk.Image, sitk.Image]:
+    """An OpenKBP patient's CT and label map, cut to `KBP_SLICES` (geometry kept exact)."""
+    return tuple(sitk.ReadImage(str(kbp / "train" / case / f))[:, :, KBP_SLICES]  # type: ignore[return-value]
+                 for f in ("ct.nii.gz", "labels.nii.gz"))
+
+
 def nnunet_folder(root: Path, kbp: Path, v1: bool = False, broken: bool = False) -> Path:
     """OpenKBP patients in the nnU-Net raw layout (one labelled test case in imagesTs/labelsTs). `broken` adds
     a label without image (pt_90), a label map on another grid (pt_91), an empty label map (pt_92), an image
@@ -71,15 +77,13 @@ def nnunet_folder(root: Path, kbp: Path, v1: bool = False, broken: bool = False)
     folder = root / ("nnunet_v1" if v1 else "nnunet")
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True)
-    for case in KBP_TRAIN:
-        shutil.copy(kbp / "train" / case / "ct.nii.gz", folder / "imagesTr" / f"{case}_0000.nii.gz")
-        shutil.copy(kbp / "train" / case / "labels.nii.gz", folder / "labelsTr" / f"{case}.nii.gz")
-    shutil.copy(kbp / "train" / KBP_TEST / "ct.nii.gz", folder / "imagesTs" / f"{KBP_TEST}_0000.nii.gz")
-    shutil.copy(kbp / "train" / KBP_TEST / "labels.nii.gz", folder / "labelsTs" / f"{KBP_TEST}.nii.gz")
+    for case, part in [(c, "Tr") for c in KBP_TRAIN] + [(KBP_TEST, "Ts")]:
+        ct, labels = kbp_case(kbp, case)
+        sitk.WriteImage(ct, str(folder / f"images{part}" / f"{case}_0000.nii.gz"))
+        sitk.WriteImage(labels, str(folder / f"labels{part}" / f"{case}.nii.gz"))
     (folder / "dataset.json").write_text(json.dumps(_dataset_json(v1, True), indent=1))
     if broken:
-        ct = sitk.ReadImage(str(kbp / "train" / "pt_2" / "ct.nii.gz"))
-        labels = sitk.ReadImage(str(kbp / "train" / "pt_2" / "labels.nii.gz"))
+        ct, labels = kbp_case(kbp, "pt_2")
         sitk.WriteImage(labels, str(folder / "labelsTr" / "pt_90.nii.gz"))
         sitk.WriteImage(ct, str(folder / "imagesTr" / "pt_91_0000.nii.gz"))
         sitk.WriteImage(labels[:, :, 1:], str(folder / "labelsTr" / "pt_91.nii.gz"))
@@ -88,10 +92,6 @@ def nnunet_folder(root: Path, kbp: Path, v1: bool = False, broken: bool = False)
         scaled = sitk.Cast((sitk.Cast(ct, sitk.sitkFloat32) + 1024.0) / 4096.0, sitk.sitkFloat32)
         sitk.WriteImage(scaled, str(folder / "imagesTr" / "pt_93_0000.nii.gz"))
         sitk.WriteImage(labels, str(folder / "labelsTr" / "pt_93.nii.gz"))
-        shutil.copy(kbp / "train" / "pt_2" / "ct.nii.gz", folder / "imagesTs" / "pt_2_0000.nii.gz")
-        shutil.copy(kbp / "train" / "pt_2" / "labels.nii.gz", folder / "labelsTs" / "pt_2.nii.gz")
+        sitk.WriteImage(ct, str(folder / "imagesTs" / "pt_2_0000.nii.gz"))
+        sitk.WriteImage(labels, str(folder / "labelsTs" / "pt_2.nii.gz"))
     return folder
-
-
-def array(path: Path) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
