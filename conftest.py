@@ -26,6 +26,15 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def openkbp_dir() -> Path:
+    """The OpenKBP head-and-neck CTs with manual contours (real CT, beside the TotalSegmentator fixtures), or skip."""
+    folder = DATA.parent / "openkbp_hn"
+    if not (folder / "cases.csv").is_file():
+        pytest.skip(f"OpenKBP head-and-neck CTs not found at {folder} (provide ../shared/data/openkbp_hn)")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def dicom_ct(data_dir: Path):
     """The real 20-slice DICOM CT series as a SimpleITK image."""
     from organseg.io import read_ct

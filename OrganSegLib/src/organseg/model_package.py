@@ -79,6 +79,23 @@ class ModelPackage:
         return self.meta.get("metrics", {}).get("val_dice")
 
     @property
+    def patients(self) -> int | None:
+        """Patients the model was trained and selected on (the card's training.patients), if recorded."""
+        value = self.meta.get("training", {}).get("patients")
+        return int(value) if value is not None else None
+
+    @property
+    def provenance(self) -> str:
+        """The first thing a user should know of a model: a one-patient demonstration, or how it was measured."""
+        heldout = self.meta.get("metrics", {}).get("heldout")
+        if self.patients is not None and self.patients <= 1:
+            return "demonstration (one patient)"
+        if heldout:
+            return (f"trained on {self.patients} patients, held-out Dice {heldout['dice']['median']:.2f} "
+                    f"(median of {heldout['patients']})")
+        return f"trained on {self.patients} patients" if self.patients else "training not recorded"
+
+    @property
     def onnx_path(self) -> Path | None:
         return self.path / ONNX_FILE if ONNX_FILE in self.meta["files"] else None
 

@@ -1,4 +1,4 @@
-"""`organseg models`: installed model packages with version, checksum state and recorded Dice."""
+"""`organseg models`: installed model packages with version, checksum state, provenance and recorded Dice."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
                 sha = pkg.meta["files"][WEIGHTS_FILE]["sha256"]
                 rows.append({"organ": key, "version": version, "path": str(path), "status": "ok",
                              "sha256": sha, "val_dice": pkg.dice, "onnx": pkg.onnx_path is not None,
+                             "patients": pkg.patients, "provenance": pkg.provenance,
                              "training": pkg.meta.get("training", {}).get("summary", "")})
             except ModelError as err:
                 rows.append({"organ": key, "version": version, "path": str(path), "status": f"invalid: {err}"})
@@ -35,12 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print("no model packages installed in: " + ", ".join(str(d) for d in store.dirs))
         return 0
-    print(f"{'organ':<20}{'version':<9}{'val Dice':<10}{'onnx':<6}{'sha256 (weights)':<18}path")
+    print(f"{'organ':<20}{'version':<9}{'provenance':<50}{'onnx':<6}{'sha256 (weights)':<18}path")
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['organ']:<20}v{r['version']:<8}{r['status']}")
             continue
-        dice = f"{r['val_dice']:.3f}" if r["val_dice"] is not None else "-"
-        print(f"{r['organ']:<20}v{r['version']:<8}{dice:<10}{'yes' if r['onnx'] else 'no':<6}"
+        print(f"{r['organ']:<20}v{r['version']:<8}{r['provenance']:<50}{'yes' if r['onnx'] else 'no':<6}"
               f"{r['sha256'][:16]:<18}{r['path']}")
     return 0

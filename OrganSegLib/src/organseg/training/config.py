@@ -16,3 +16,9 @@ class FitConfig:
     seed: int = 0
     augment: bool = True
     max_seconds: float | None = None  #: stop (after a validation) once training took this long
+    #: train on (rows, columns) crops of the network input: the scale of full slices at a fraction of the cost
+    patch: tuple[int, int] | None = None
+    foreground_fraction: float = 0.5  #: share of crops centred on the organ (the rest: anywhere, negatives)
+    margin_below: int | None = None  #: slices below the organ to train on (default: the margin)
+    #: decay the learning rate as (1 - used) ** 0.9 (nnU-Net's schedule), `used` the share of the step or time budget
+    poly_lr: bool = False

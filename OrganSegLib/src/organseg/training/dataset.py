@@ -8,7 +8,11 @@ The CSV has a header with the columns `image`, `mask`, `source` and optionally `
   catalogue's `Organ.totalsegmentator_names`;
 - neither: the mask is binary (every non-zero voxel is the organ);
 - source: the source database (the train/validation split is made per source); case: a name (default:
-  the image's file name).
+  the image's file name);
+- split: `train`, `validation` or `test` (a data set's own split, honoured instead of the seeded one; test
+  cases are never loaded for training);
+- labelled: the catalogue organs contoured in the case, joined by `+` (empty: every organ the mask can
+  express). A case whose organ was not contoured is left out: an absent contour is not an absent organ.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from organseg.catalogue import Organ
+from organseg.catalogue import Organ, organ as find_organ
 from organseg.errors import InputError
 from organseg.evaluation.labelmaps import organ_label_ids, read_image, read_label_names, select_labels
 from organseg.io import read_ct
@@ -27,6 +31,7 @@ from organseg.preprocess import LEVELS
 from organseg.training.slices import organ_slices
 
 REQUIRED = ("image", "mask", "source")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,12 @@ class CaseSpec:
     source: str
     label_ids: tuple[int, ...] | None  #: explicit label ids in `mask`
     labels_json: Path | None  #: TotalSegmentator-style labels of `mask`
+    split: str | None = None  #: the data set's own split (train, validation or test), if it has one
+    labelled: frozenset[str] | None = None  #: organs contoured in the case; None: all the mask expresses
+
+    def contoured(self, organ: Organ) -> bool:
+        """Whether the case's mask holds the organ's contour (so its absence is a true negative)."""
+        return self.labelled is None or organ.key in self.labelled
 
 
 @dataclass
@@ -98,7 +109,16 @@ def _spec(csv_path: Path, line: int, row: dict[str, str]) -> CaseSpec:
     if not source:
         raise InputError(f"{where}: empty 'source' (name the database the case comes from)")
     name = (row.get("case") or "").strip() or image.name.split(".")[0]
-    return CaseSpec(name, image, mask, source, ids, resolve(labels, "labels") if labels else None)
+    split = (row.get("split") or "").strip() or None
+    if split is not None and split not in SPLITS:
+        raise InputError(f"{where}: split '{split}' should be one of {', '.join(SPLITS)} (or empty)")
+    contoured = (row.get("labelled") or "").strip()
+    try:
+        labelled = frozenset(find_organ(k).key for k in contoured.split("+")) if contoured else None
+    except InputError as err:
+        raise InputError(f"{where}: labelled: {err}") from None
+    return CaseSpec(name, image, mask, source, ids, resolve(labels, "labels") if labels else None, split,
+                    labelled)
 
 
 def organ_mask(spec: CaseSpec, organ: Organ) -> sitk.Image:
@@ -113,9 +133,10 @@ def organ_mask(spec: CaseSpec, organ: Organ) -> sitk.Image:
     return select_labels(image, ids)
 
 
-def load_case(spec: CaseSpec, organ: Organ, margin: int = 30) -> CaseSlices:
+def load_case(spec: CaseSpec, organ: Organ, margin: int = 30, margin_below: int | None = None) -> CaseSlices:
     """A case's slice pairs of the organ's axial range +/- `margin`, pre-processed as at inference."""
-    pairs = organ_slices(read_ct(spec.image), organ_mask(spec, organ), margin, source=str(spec.mask))
+    pairs = organ_slices(read_ct(spec.image), organ_mask(spec, organ), margin, source=str(spec.mask),
+                         margin_below=margin_below)
     codes = np.round(pairs.inputs * (LEVELS - 1)).astype(np.uint8)
     return CaseSlices(spec, codes, pairs.targets > 0.5, pairs.z)
 

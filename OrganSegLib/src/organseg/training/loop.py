@@ -86,6 +86,29 @@ class SliceSet:
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return _tensor(self.decode(self.codes[idx])), _tensor(self.targets[idx])
 
+    def patches(self, idx: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
+                foreground_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops of the given slices: a share centred on a random organ pixel, the others anywhere.
+
+        The network is fully convolutional, so crops train it at the scale of whole slices for a fraction of
+        the cost, and centring on the organ counters the imbalance of small organs.
+        """
+        h, w = size
+        rows, cols = self.codes.shape[1:]
+        x = np.empty((len(idx), h, w), np.uint8)
+        y = np.empty((len(idx), h, w), bool)
+        for k, i in enumerate(idx):
+            organ = np.flatnonzero(self.targets[i]) if rng.random() < foreground_fraction else []
+            if len(organ):
+                r, c = divmod(int(rng.choice(organ)), cols)  # the organ pixel lands anywhere in the middle half
+                r0 = r - h // 2 + int(rng.integers(-(h // 4), h // 4 + 1))
+                c0 = c - w // 2 + int(rng.integers(-(w // 4), w // 4 + 1))
+            else:
+                r0, c0 = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
+            r0, c0 = min(max(r0, 0), rows - h), min(max(c0, 0), cols - w)
+            x[k], y[k] = self.codes[i, r0:r0 + h, c0:c0 + w], self.targets[i, r0:r0 + h, c0:c0 + w]
+        return _tensor(self.decode(x)), _tensor(y)
+
 
 @dataclass
 class FitState:
@@ -169,7 +192,11 @@ class Trainer:
             while state.step < cfg.max_steps and not state.stopped_early and not self._out_of_time():
                 t0 = time.perf_counter()
                 idx = self.rng.choice(len(train), cfg.batch_size, replace=len(train) < cfg.batch_size)
-                x, y = train.batch(idx)
+                x, y = train.batch(idx) if cfg.patch is None else \
+                    train.patches(idx, cfg.patch, self.rng, cfg.foreground_fraction)
+                if cfg.poly_lr:
+                    for group in self.optimiser.param_groups:
+                        group["lr"] = cfg.lr * (1 - self._progress()) ** 0.9
                 if self.augment is not None:
                     x, y = self.augment(x, y, self.rng)
                 state.losses.append(_step(self.net, self.optimiser, x, y))
@@ -192,6 +219,14 @@ class Trainer:
         self.net.load_state_dict({k: torch.from_numpy(v) for k, v in self.best.items()})
         self.net.eval()
         return state
+
+    def _progress(self) -> float:
+        """Share of the budget used: steps or training time, whichever runs out first."""
+        cfg, state = self.config, self.state
+        used = state.step / cfg.max_steps
+        if cfg.max_seconds:
+            used = max(used, state.seconds / cfg.max_seconds)
+        return min(used, 1.0)
 
     def _out_of_time(self) -> bool:
         return self.config.max_seconds is not None and self.state.seconds >= self.config.max_seconds

@@ -35,13 +35,19 @@ def _slice_set(cases: list[CaseSlices], rows: dict[str, np.ndarray]) -> SliceSet
 
 
 def load_training_data(data_csv: Path, organ_key: str, margin: int, seed: int,
-                       log: Callable[[str], None] = _stderr) -> tuple[list[CaseSlices], Split, SliceSet, SliceSet]:
+                       log: Callable[[str], None] = _stderr, margin_below: int | None = None
+                       ) -> tuple[list[CaseSlices], Split, SliceSet, SliceSet]:
     """Cases of the CSV with slices of the organ, their per-source split and the train/validation slices."""
     organ = find_organ(organ_key)
     cases = []
     for spec in read_dataset(data_csv):
-        case = load_case(spec, organ, margin)
-        with_organ = int(case.targets.reshape(len(case.z), -1).any(axis=1).sum())
+        if spec.split == "test":
+            continue  # held out for evaluation: never loaded while training
+        if not spec.contoured(organ):
+            log(f"note: {spec.name}: {organ.key} was not contoured (labelled column); case left out")
+            continue
+        case = load_case(spec, organ, margin, margin_below)
+        with_organ = int(case.targets.any(axis=(1, 2)).sum())
         if with_organ == 0:
             log(f"warning: {spec.name}: no {organ.key} voxels in {spec.mask}; case skipped")
             continue
@@ -73,7 +79,8 @@ def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, confi
     if checkpoint.exists() and not resume:
         raise OutputError(f"{checkpoint}: a checkpoint of an earlier run exists; pass --resume to continue it, "
                           "or another --work folder (or delete it) to start over")
-    cases, split, train, val = load_training_data(data_csv, organ.key, margin, config.seed, log)
+    cases, split, train, val = load_training_data(data_csv, organ.key, margin, config.seed, log,
+                                                    config.margin_below)
     work.mkdir(parents=True, exist_ok=True)
     (work / "split.json").write_text(json.dumps(split.description, indent=2) + "\n")
 
@@ -108,8 +115,9 @@ def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, confi
         summary += "; validation Dice overstates generalisation to new patients"
     val_every = config.val_every
     training = {
+        "patients": len(cases),  # one case per patient: the CT of each row of the dataset CSV
         "summary": summary,
-        "data": {"csv": str(data_csv), "csv_sha256": identity["data_sha256"], "cases": len(cases),
+        "data": {"csv": data_csv.name, "csv_sha256": identity["data_sha256"], "cases": len(cases),
                  "case_names": [c.spec.name for c in cases], "sources": sources,
                  "slices": {"train": len(train), "validation": len(val)}, "margin_slices": margin},
         "split": split.description,
@@ -126,7 +134,7 @@ def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, confi
                "val_split": kind}
     version = None
     if parent is not None:
-        training["parent"] = {"organ": parent.organ.key, "version": parent.version, "path": str(parent.path),
+        training["parent"] = {"organ": parent.organ.key, "version": parent.version, "package": parent.path.name,
                               "weights_sha256": parent.meta["files"]["weights.npz"]["sha256"],
                               "val_dice": parent.dice}
         metrics["parent_val_dice_on_this_data"] = round(state.val_history[0][1], 4)

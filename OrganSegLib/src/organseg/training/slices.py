@@ -22,8 +22,12 @@ class SlicePairs:
 
 
 def organ_slices(ct: sitk.Image, mask: sitk.Image, margin: int = 30, window: tuple[float, float] = HU_WINDOW,
-                 levels: int = LEVELS, source: str = "case") -> SlicePairs:
-    """Slices of the organ's axial range +/- `margin` slices (the paper's 30), as network inputs and targets."""
+                 levels: int = LEVELS, source: str = "case", margin_below: int | None = None) -> SlicePairs:
+    """Slices of the organ's axial range +/- `margin` slices (the paper's 30), as network inputs and targets.
+
+    `margin_below` (default `margin`) sets the slices below the organ on their own: clinical contours often
+    stop short of the organ's lower end, and those slices are not true negatives.
+    """
     if ct.GetSize() != mask.GetSize():
         raise InputError(f"{source}: mask size {mask.GetSize()} differs from CT size {ct.GetSize()}")
     mask = on_grid(mask, ct)
@@ -36,7 +40,8 @@ def organ_slices(ct: sitk.Image, mask: sitk.Image, margin: int = 30, window: tup
     if present.size == 0:
         keep = np.zeros(len(zs), dtype=bool)
     else:
-        keep = (zs >= present[0] - margin) & (zs <= present[-1] + margin)
+        below = margin if margin_below is None else margin_below
+        keep = (zs >= present[0] - below) & (zs <= present[-1] + margin)
     rows = np.flatnonzero(keep)
     targets = np.stack([prepared.record.forward(target.astype(np.float32), z) >= 0.5 for z in zs[rows]]) \
         if rows.size else np.zeros((0, *prepared.inputs.shape[1:]), dtype=bool)

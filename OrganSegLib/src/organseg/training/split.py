@@ -3,7 +3,8 @@
 A source with two or more cases is split by case (at least one case on each side). A source with a single
 case cannot be split by patient: its most superior 20% of slices (a contiguous block of the organ's range)
 become validation. That is a within-patient split: neighbouring slices are strongly correlated, so its
-validation Dice overstates how the model generalises to new patients. The split says which it is.
+validation Dice overstates how the model generalises to new patients. A source whose cases carry the data
+set's own split (the CSV's `split` column) keeps it. The split says which it is.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from organseg.errors import InputError
 from organseg.training.dataset import CaseSlices
 
 VAL_FRACTION = 0.2
@@ -41,6 +43,10 @@ def split_cases(cases: list[CaseSlices], seed: int = 0, val_fraction: float = VA
     sources, within = {}, []
     for source, members in sorted(by_source.items()):
         rows = {c.spec.name: np.arange(len(c.z)) for c in members}
+        given = {c.spec.name: c.spec.split for c in members}
+        if any(given.values()):
+            sources[source] = _given_split(source, given, rows, train, val)
+            continue
         if len(members) == 1:
             case = members[0]
             order = np.argsort(case.z, kind="stable")
@@ -62,6 +68,21 @@ def split_cases(cases: list[CaseSlices], seed: int = 0, val_fraction: float = VA
             train[name] = rows[name]
         sources[source] = {"kind": "patient split", "train_cases": sorted(names[n_val:]),
                            "val_cases": sorted(names[:n_val])}
+    if not val:
+        raise InputError("the data set's split names no validation case with this organ; mark some cases "
+                         "'validation' in the split column")
     description = {"seed": seed, "val_fraction": val_fraction, "sources": sources,
                    "within_patient_sources": within}
     return Split(train, val, description)
+
+
+def _given_split(source: str, given: dict[str, str | None], rows: dict[str, np.ndarray],
+                 train: dict[str, np.ndarray], val: dict[str, np.ndarray]) -> dict:
+    """Keep a source's own train/validation split (its test cases are not loaded for training)."""
+    if None in given.values():
+        raise InputError(f"source '{source}': some cases have a split and some do not; give every case of "
+                         "the source a split (train, validation, test) or none")
+    names = {part: sorted(n for n, s in given.items() if s == part) for part in ("train", "validation")}
+    train.update({n: rows[n] for n in names["train"]})
+    val.update({n: rows[n] for n in names["validation"]})
+    return {"kind": "data set split", "train_cases": names["train"], "val_cases": names["validation"]}
