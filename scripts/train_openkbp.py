@@ -44,8 +44,8 @@ TOTALSEG = DATA / "totalseg_example"
 #: OpenKBP structure names -> catalogue organs (the others are not in the catalogue)
 STRUCTURES = {"SpinalCord": "spinal_cord", "Esophagus": "esophagus"}
 LABEL_IDS = {"spinal_cord": 1, "esophagus": 2}
-SELECTION_PATIENTS = 8  #: OpenKBP train patients that select the weights (early stopping)
-CONFIG = dict(max_steps=6000, batch_size=8, lr=1e-3, val_every=200, patience=10, patch=(128, 160),
+SELECTION_PATIENTS = 3  #: OpenKBP train patients that select the weights (few: validation runs whole slices)
+CONFIG = dict(max_steps=6000, batch_size=8, lr=1e-3, val_every=300, patience=10, patch=(96, 128),
               foreground_fraction=0.6, margin_below=0, poly_lr=True)
 
 
