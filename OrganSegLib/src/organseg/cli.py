@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from organseg import __version__
 from organseg.errors import OrganSegError
@@ -22,9 +24,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, Slurm, `docker stop`): cleaned up like Ctrl-C, then exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a sub-command; user errors print one line on stderr and give a non-zero exit code."""
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except OrganSegError as err:
@@ -32,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except BrokenPipeError:
         return 0
-    except KeyboardInterrupt:
-        print(f"organseg {args.command}: interrupted; no partial output was kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        print(f"organseg {args.command}: interrupted; no partial output was kept (each result folder or file "
+              "holds its earlier or its complete new content)", file=sys.stderr)
+        return 143 if isinstance(interrupt, Terminated) else 130
     except MemoryError:
         print(f"organseg {args.command}: error: out of memory; use a smaller --batch-size or crop the CT",
               file=sys.stderr)

@@ -152,7 +152,7 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
     final = models_dir / f"{key}-v{version}"
     if final.exists():
         raise ModelError(f"{final}: a package of this version exists; it is never overwritten")
-    tmp = temp_dir(models_dir, f".{key}-v{version}-")
+    tmp = temp_dir(models_dir, "package")
     try:
         np.savez(tmp / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in state_dict.items()})
         files = {WEIGHTS_FILE: {"sha256": sha256(tmp / WEIGHTS_FILE)}}

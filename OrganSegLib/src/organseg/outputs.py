@@ -1,20 +1,24 @@
 """Writing a segmentation result to an output folder, atomically and without losing earlier results.
 
 Layout: `masks/<organ>.nii.gz` (or .nrrd), `segmentation.nii.gz` (multi-label, catalogue label values),
-`segmentation.seg.nrrd` (Slicer's segmentation file), `labels.json` (label value -> name, colour, SNOMED CT), `stats.csv`, `stats.json`. Everything is written
-into a hidden temporary folder beside OUTDIR and renamed into place at the end, so an interrupted run
-leaves nothing half-written. With `overwrite`, only the entries this run writes are replaced.
+`segmentation.seg.nrrd` (Slicer's segmentation file), `labels.json` (label value -> name, colour, SNOMED CT),
+`stats.csv`, `stats.json`. Everything is written into a hidden temporary folder inside OUTDIR (same
+filesystem, so renames work on mounted volumes) and moved into place file by file at the end, with
+SIGINT/SIGTERM held during the move: an interrupted run leaves the earlier results or the complete new
+ones, never a mix. With `overwrite`, only the files this run writes are replaced; other masks and the
+user's own files stay. A move cut short by SIGKILL is finished by the next run that looks at the folder.
 """
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
 
 from organseg import __version__
-from organseg.atomic import temp_dir
+from organseg.atomic import remove_stale, signals_deferred, temp_dir, temp_kind
 from organseg.catalogue import organ
 from organseg.errors import OutputError
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
@@ -26,16 +30,40 @@ RESULT_MARKERS = ("stats.json", "segmentation.nii.gz", "segmentation.nrrd", "mas
 
 
 def holds_results(outdir: Path) -> bool:
-    """Whether a folder already holds a segmentation result."""
+    """Whether a folder holds a segmentation result (a move a killed run left half done is finished first)."""
+    finish_interrupted(outdir)
     return outdir.is_dir() and any((outdir / m).exists() for m in RESULT_MARKERS)
 
 
 def check_output_dir(outdir: Path, overwrite: bool) -> None:
-    """Refuse an output folder that holds results (unless overwrite) or that is not a folder."""
+    """Refuse, before any work, an output folder that holds results (unless overwrite), is not a folder, or
+    cannot be written (read-only, full, no permission)."""
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"{outdir}: exists and is not a folder")
     if not overwrite and holds_results(outdir):
         raise OutputError(f"{outdir}: already holds results; choose another folder or pass --overwrite")
+    _check_writable(outdir)
+
+
+def _check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
+    """Write and remove a small file where the results will go; a read-only or full location fails here."""
+    where = outdir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise OutputError(f"{outdir}: cannot be created, {where} is not a folder")
+    probe = None
+    try:
+        probe = temp_dir(where, "probe")
+        with open(probe / "probe", "wb") as fh:
+            fh.write(b"\0" * probe_bytes)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise OutputError(f"{outdir}: cannot write there ({err.strerror}); choose another output folder") from None
+    finally:
+        if probe is not None:
+            shutil.rmtree(probe, ignore_errors=True)
 
 
 def labels_table(result: Result) -> list[dict]:
@@ -54,12 +82,16 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     """Write masks, label map, labels and statistics into `outdir`; returns the folder.
 
     `extra_writers` add more files (e.g. RTSTRUCT) into the same temporary folder before it is moved.
+    A write that fails (disk full, permissions) raises OutputError and leaves the folder as it was.
     """
     outdir = Path(outdir)
     check_output_dir(outdir, overwrite)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(outdir.parent, f".{outdir.name}-")
+    created = not outdir.exists()
+    tmp = None
     try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        remove_stale(outdir)
+        tmp = temp_dir(outdir, "new")
         (tmp / "masks").mkdir()
         for key in result.masks:
             atomic_write_image(result.mask_image(key), output_path(tmp / "masks", key, fmt))
@@ -69,10 +101,18 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
         _write_stats(result, tmp, source)
         for writer in extra_writers or []:
             writer(result, tmp)
-        _move_into_place(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        done = tmp.rename(tmp.with_name(tmp.name.replace("-new-", "-done-", 1)))  # complete: a killed move resumes
+        tmp = done
+        with signals_deferred():
+            _merge(done, outdir)
+    except OSError as err:
+        raise OutputError(f"{outdir}: cannot write the results ({err.strerror}); the folder was left as it "
+                          "was") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if created and outdir.is_dir() and not any(outdir.iterdir()):
+            outdir.rmdir()
     return outdir
 
 
@@ -88,22 +128,39 @@ def _write_stats(result: Result, folder: Path, source: str) -> None:
     (folder / "stats.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def _move_into_place(tmp: Path, outdir: Path) -> None:
-    """Rename the finished folder into place; into an existing folder, entry by entry.
-
-    Only the entries this run wrote are replaced (each renamed aside, then removed); any other file the
-    user keeps in the folder stays.
-    """
-    if not outdir.exists():
-        tmp.rename(outdir)
-        return
-    aside = temp_dir(outdir.parent, f".{outdir.name}-old-")
+def _merge(src: Path, dst: Path) -> None:
+    """Move every file under `src` to the same place under `dst`; the file it replaces is set aside and
+    removed at the end. On an error every step is undone."""
+    aside = temp_dir(dst, "old")
+    moved: list[tuple[Path, bool]] = []
     try:
-        for entry in sorted(tmp.iterdir()):
-            target = outdir / entry.name
-            if target.exists():
-                target.rename(aside / entry.name)
-            entry.rename(target)
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = path.relative_to(src)
+            target = dst / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            replaced = target.exists() or target.is_symlink()
+            if replaced:
+                (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+                target.rename(aside / rel)
+            moved.append((rel, replaced))
+            path.rename(target)
+    except OSError:
+        for rel, replaced in reversed(moved):
+            if not (src / rel).exists():
+                (dst / rel).rename(src / rel)
+            if replaced:
+                (aside / rel).rename(dst / rel)
+        raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finish_interrupted(outdir: Path) -> None:
+    """Finish the move of a run killed while moving its complete results into `outdir`, then remove what
+    dead runs left behind (their unfinished temporary folders and set-aside files)."""
+    if not outdir.is_dir():
+        return
+    for path in sorted(outdir.iterdir()):
+        if temp_kind(path) == "done":
+            _merge(path, outdir)
+    remove_stale(outdir)
