@@ -104,3 +104,22 @@ def test_gantry_tilt_is_refused_or_resampled_when_asked(tmp_path, slices, dicom_
         return np.array([np.flatnonzero((s > -500).any(axis=1))[0] for s in sitk.GetArrayFromImage(image)])
     expected = top_rows(dicom_ct) + np.arange(20) * 1.0 / dicom_ct.GetSpacing()[1]
     assert np.max(np.abs(top_rows(image) - expected)) <= 1
+
+
+def test_a_duplicated_file_is_read_once(tmp_path, slices, dicom_ct, caplog):
+    _copy(slices, tmp_path / "ct")
+    shutil.copy(slices[5], tmp_path / "ct" / "copy of slice.dcm")
+    with caplog.at_level(logging.WARNING):
+        image = read_series(tmp_path / "ct")
+    assert np.array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(dicom_ct))
+    assert "skipped 1 duplicate files" in caplog.text
+
+
+def test_two_anonymised_series_with_blank_uids_and_other_frames_of_reference_are_refused(tmp_path, slices):
+    """Interleaved scans without Series Instance UID would merge into one volume of half the slice step."""
+    _copy(slices, tmp_path / "ct", SeriesInstanceUID="")
+    frame = generate_uid()
+    _copy(slices, tmp_path / "ct" / "second", SeriesInstanceUID="", FrameOfReferenceUID=frame,
+          ImagePositionPatient=lambda i, ds: [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 1])
+    with pytest.raises(InputError, match=r"ct: the series \(no Series Instance UID\) mixes 2 frames of reference"):
+        read_series(tmp_path / "ct")

@@ -101,6 +101,12 @@ def find_series(folder: str | Path, series_uid: str | None = None) -> Series:
 
 
 def _sorted_series(folder: Path, uid: str, slices: list[tuple[Path, Dataset]], notes: list[str]) -> Series:
+    slices = _unique_instances(folder, slices, notes)
+    frames = {str(h.get("FrameOfReferenceUID", "")) for _, h in slices}
+    if len(frames) > 1:
+        raise InputError(f"{folder}: the series {uid or '(no Series Instance UID)'} mixes {len(frames)} frames of "
+                         "reference (Frame of Reference UID), so its slices come from different scans; put each "
+                         "scan in its own folder")
     orientation = Counter(tuple(round(float(v), 4) for v in h.ImageOrientationPatient) for _, h in slices)
     main, count = orientation.most_common(1)[0]
     if count < len(slices):
@@ -123,6 +129,24 @@ def _sorted_series(folder: Path, uid: str, slices: list[tuple[Path, Dataset]], n
     series = Series(folder, uid, [p for p, _ in slices], [h for _, h in slices], offsets, None, notes)
     series.problem = _grid_problem(series, positions)
     return series
+
+
+def _unique_instances(folder: Path, slices: list[tuple[Path, Dataset]],
+                      notes: list[str]) -> list[tuple[Path, Dataset]]:
+    """One file per SOP Instance UID: copies of a slice under another name (common after copying) are skipped."""
+    kept: dict[str, tuple[Path, Dataset]] = {}
+    unique = []
+    for path, header in slices:
+        sop = str(header.get("SOPInstanceUID", "") or getattr(header.get("file_meta", Dataset()),
+                                                            "MediaStorageSOPInstanceUID", ""))
+        if sop and sop in kept:
+            continue
+        kept[sop] = (path, header)
+        unique.append((path, header))
+    if len(unique) < len(slices):
+        notes.append(f"{folder}: skipped {len(slices) - len(unique)} duplicate files (the same SOP Instance UID as "
+                     "another file)")
+    return unique
 
 
 def _grid_problem(series: Series, positions: np.ndarray) -> str | None:
