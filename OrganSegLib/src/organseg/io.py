@@ -49,17 +49,22 @@ def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irr
 def _read_file(path: Path) -> sitk.Image:
     if not path.name.lower().endswith(IMAGE_SUFFIXES + (".dcm",)):
         raise InputError(f"{path}: unsupported file type; give a NIfTI, NRRD or MHA file or a DICOM folder")
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        _check_nifti_complete(path)
+    nonfinite = _check_nifti(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated ({reason[:160]})") from None
+    if nonfinite is not None and nonfinite.size and image.GetNumberOfComponentsPerPixel() == 1:
+        array = sitk.GetArrayFromImage(image)  # ITK reads NIfTI NaN as 0: put them back for the segmenter to see
+        array.reshape(-1)[nonfinite[nonfinite < array.size]] = np.nan
+        image = array_to_image(array, image)
+    return image
 
 
-def _check_nifti_complete(path: Path) -> None:
-    """Refuse a truncated NIfTI: ITK's reader silently pads missing voxel data."""
+def _check_nifti(path: Path) -> np.ndarray | None:
+    """Refuse a truncated NIfTI (ITK's reader silently pads missing voxel data); return the flat indices of
+    NaN/inf voxels of a float NIfTI (ITK reads them as 0), None for other types."""
     import gzip
     import zlib
 
@@ -71,18 +76,29 @@ def _check_nifti_complete(path: Path) -> None:
                 raise InputError(f"{path}: too short for a NIfTI header; the file is corrupt or truncated")
             order = "<" if np.frombuffer(header[:4], "<i4")[0] == 348 else ">"
             dims = np.frombuffer(header[40:56], f"{order}i2")
+            datatype = int(np.frombuffer(header[70:72], f"{order}i2")[0])
             bitpix = int(np.frombuffer(header[72:74], f"{order}i2")[0])
             vox_offset = int(np.frombuffer(header[108:112], f"{order}f4")[0])
             ndim = int(dims[0])
             if not 1 <= ndim <= 7 or bitpix <= 0:
                 raise InputError(f"{path}: invalid NIfTI header; the file is corrupt")
             expected = vox_offset + int(np.prod(dims[1:ndim + 1].astype(np.int64))) * bitpix // 8
-            size = 348 + sum(len(chunk) for chunk in iter(lambda: fh.read(1 << 22), b""))
+            dtype = {16: f"{order}f4", 64: f"{order}f8"}.get(datatype)
+            size, found, carry, index = 348 + len(fh.read(max(vox_offset - 348, 0))), [], b"", 0
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                size += len(chunk)
+                if dtype is not None:
+                    data = carry + chunk
+                    usable = len(data) - len(data) % (bitpix // 8)
+                    values = np.frombuffer(data[:usable], dtype)
+                    found.append(np.flatnonzero(~np.isfinite(values)) + index)
+                    index, carry = index + values.size, data[usable:]
     except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated ({err})") from None
     if size < expected:
         raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated "
                          f"({size} of {expected} bytes of voxel data)")
+    return np.concatenate(found) if dtype is not None and found else (np.zeros(0, int) if dtype else None)
 
 
 def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
@@ -97,7 +113,7 @@ def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
         raise InputError(f"{source}: has size {image.GetSize()}, a single slice; a 3D CT volume is needed")
     arr = sitk.GetArrayViewFromImage(image)
     sample = arr[:: max(1, arr.shape[0] // 16)]
-    lo, hi = float(sample.min()), float(sample.max())
+    lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
     air = float(np.mean(sample < -500))
     if lo >= -200 or air < 0.001:
         raise InputError(

@@ -18,6 +18,7 @@ from organseg.catalogue import Organ, organ, parse_organs
 from organseg.errors import InputError, ModelError
 from organseg.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, STRATEGIES, Cancelled, coarse_stride,
                                 predict_organ, slices_within)
+from organseg.input_checks import finite_hu, spacing_warnings
 from organseg.io import array_to_image, check_ct
 from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
@@ -175,9 +176,10 @@ class Segmenter:
         packages, added, warnings = self.plan(organs)
         packages.sort(key=lambda p: not p.organ.anchor)
         orient = Reorientation.of(image, source)
-        ct = sitk.GetArrayViewFromImage(image)
+        ct, input_warnings = finite_hu(sitk.GetArrayViewFromImage(image), source)
         canonical = np.ascontiguousarray(orient.to_canonical(ct))  # stored type: slices become float32 one by one
         slice_mm = float(image.GetSpacing()[2 - orient.permutation[0]])
+        warnings += input_warnings + spacing_warnings(image, 2 - orient.permutation[0], source)
         voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
         planned = {p.organ.key for p in packages}
 

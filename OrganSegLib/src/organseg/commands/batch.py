@@ -20,6 +20,7 @@ from organseg.catalogue import parse_organs
 from organseg.commands.segment import add_segmentation_options, make_segmenter
 from organseg.errors import InputError, OrganSegError
 from organseg.export.output_types import dicom_writers, parse_output_types
+from organseg.input_checks import format_ml
 from organseg.io import read_ct
 from organseg.outputs import holds_results, write_result
 from organseg.segmenter import Segmenter
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         row = job.run_case(ct, args.output / names[ct], names[ct])
         rows.append(row)
         write_summary(rows, args.output)
-        volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in row.volumes_ml.items())
+        volumes = ", ".join(f"{k} {format_ml(v)} mL" for k, v in row.volumes_ml.items())
         detail = row.message if row.status == FAILED else volumes
         bar.write(f"{row.case}: {row.status}" + (f" in {row.seconds:.1f} s" if row.status == SEGMENTED else "")
                   + (f" ({detail})" if detail else ""))

@@ -12,6 +12,7 @@ from organseg.errors import InputError
 from organseg.commands import add_models_option, model_store
 from organseg.export.output_types import dicom_writers, parse_output_types
 from organseg.inference import INTERPOLATE_MM
+from organseg.input_checks import format_ml
 from organseg.io import read_ct
 from organseg.outputs import check_output_dir, write_result
 from organseg.runtime import DEVICES
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     write_result(result, args.output, fmt, args.overwrite, source=str(args.ct), extra_writers=extra_writers)
     print(f"{'organ':<20}{'volume mL':>11}{'seconds':>9}  model")
     for row in result.stats:
-        print(f"{row['organ']:<20}{row['volume_ml']:>11.1f}{result.seconds[row['organ']]:>9.2f}  "
+        print(f"{row['organ']:<20}{format_ml(row['volume_ml']):>11}{result.seconds[row['organ']]:>9.2f}  "
               f"{result.models[row['organ']]}")
     organ_seconds = [v for k, v in result.seconds.items() if not k.startswith("_")]
     print(f"pre-processing {result.seconds.get('_prepare', 0.0):.2f} s; "
