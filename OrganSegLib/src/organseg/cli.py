@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -32,9 +33,45 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+class _Once(logging.Filter):
+    """Let each message through once (a DICOM note concerns every export of the run, not each one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        fresh = message not in self.seen
+        self.seen.add(message)
+        return fresh
+
+
+def _log_warnings_to_stderr() -> logging.Handler:
+    """The library's logged warnings on stderr as `warning: ...`, each once."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(_Once())
+    logger = logging.getLogger("organseg")
+    logger.addHandler(handler)
+    logger.propagate = False
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a sub-command; user errors print one line on stderr and give a non-zero exit code."""
     args = build_parser().parse_args(argv)
+    handler = _log_warnings_to_stderr()
+    try:
+        return _guarded(args)
+    finally:
+        logging.getLogger("organseg").removeHandler(handler)
+        logging.getLogger("organseg").propagate = True
+
+
+def _guarded(args: argparse.Namespace) -> int:
+    """Run with SIGTERM cleaned up like Ctrl-C (where signal handlers can be set)."""
     if threading.current_thread() is not threading.main_thread():
         return _run(args)
     previous = signal.signal(signal.SIGTERM, _terminate)
