@@ -162,6 +162,8 @@ def test_label_map_input_gives_one_mask_per_label(tmp_path, data_dir, organ_mask
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(dicom_ct)
     sitk.WriteImage(image, str(tmp_path / "segmentation.nii.gz"))
+    (tmp_path / "labels.json").write_text(json.dumps([{"label": organ(k).label, "organ": k}
+                                                      for k in ("liver", "spleen", "aorta")]))
     masks = load_masks(tmp_path / "segmentation.nii.gz", find_series(data_dir / "example_ct_dicom"))
     assert sorted(masks) == ["aorta", "liver", "spleen"]
     assert all(np.array_equal(masks[k], labels == organ(k).label) for k in masks)

@@ -56,3 +56,36 @@ class Reorientation:
             if flip:
                 out = np.flip(out, axis=axis)
         return np.ascontiguousarray(np.transpose(out, np.argsort(self.permutation)))
+
+
+def array_on_grid(image: sitk.Image, reference: sitk.Image) -> np.ndarray | None:
+    """The image's (z, y, x) array laid out on the reference's grid, when both have the same voxel centres up to
+    axis flips and permutations (e.g. a label map stored with its y axis reversed); None otherwise.
+
+    Exact: arrays are transposed and flipped, never interpolated.
+    """
+    if image.GetDimension() != 3 or reference.GetDimension() != 3:
+        return None
+    own = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    ref = np.array(reference.GetDirection(), dtype=float).reshape(3, 3)
+    cosines = own.T @ ref  # [i, j]: image axis i against reference axis j
+    target = np.argmax(np.abs(cosines), axis=1)
+    if sorted(target) != [0, 1, 2] or np.any(np.abs(cosines[range(3), target]) < 1 - 1e-4):
+        return None
+    signs = np.sign(cosines[range(3), target])
+    for i, j in enumerate(target):
+        if (image.GetSize()[i] != reference.GetSize()[j]
+                or not np.isclose(image.GetSpacing()[i], reference.GetSpacing()[j], rtol=1e-4)):
+            return None
+    corner = [0, 0, 0]
+    for i, j in enumerate(target):
+        corner[j] = 0 if signs[i] > 0 else reference.GetSize()[j] - 1
+    start = reference.TransformIndexToPhysicalPoint([int(c) for c in corner])
+    if not np.allclose(start, image.GetOrigin(), atol=1e-3 * max(reference.GetSpacing())):
+        return None
+    array = sitk.GetArrayFromImage(image)  # array axis 2 - i is image axis i
+    out = np.transpose(array, [2 - int(np.where(target == 2 - b)[0][0]) for b in range(3)])
+    for i, j in enumerate(target):
+        if signs[i] < 0:
+            out = np.flip(out, axis=2 - int(j))
+    return np.ascontiguousarray(out)

@@ -10,7 +10,8 @@ from organseg.catalogue import parse_organs
 from organseg.dicom_series import find_series
 
 SEG_HELP = ("an OrganSeg output folder, a folder of masks named after catalogue organs (liver.nii.gz, ...), "
-            "or a multi-label map with catalogue label values; all on the CT series' voxel grid")
+            "or a multi-label map (with --labels unless it is OrganSeg's); on the CT series' voxel grid, "
+            "axes may be flipped or permuted")
 
 
 def add_export_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
@@ -18,6 +19,8 @@ def add_export_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
     p.add_argument("--ct", type=Path, required=True, help="folder of the CT DICOM series the masks were made on")
     p.add_argument("--seg", type=Path, required=True, help=SEG_HELP)
     p.add_argument("-o", "--output", type=Path, required=True, help=f"output file, e.g. {default_name}")
+    p.add_argument("--labels", type=Path, metavar="JSON",
+                   help="label id -> name of a --seg label map that is not OrganSeg's (e.g. TotalSegmentator's)")
     p.add_argument("--organs", default=None, help="comma-separated organs to export (default: every mask found)")
     p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
@@ -29,7 +32,7 @@ def run_export(args: argparse.Namespace, writer: Callable) -> int:
 
     series = find_series(args.ct, args.series_uid)
     organs = None if args.organs is None else [o.key for o in parse_organs(args.organs)]
-    masks = load_masks(args.seg, series, organs)
+    masks = load_masks(args.seg, series, organs, args.labels)
     for note in series.notes + writer(masks, series, args.output, overwrite=args.overwrite):
         print(f"warning: {note}", file=sys.stderr)
     print(f"wrote {args.output}: {len(masks)} organs on {len(series.files)} slices")

@@ -7,6 +7,7 @@ from typing import Callable
 
 from organseg.dicom_series import find_series
 from organseg.errors import InputError, OutputError
+from organseg.export.source import reference_headers
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def dicom_writers(ct: Path, output: Path, series_uid: str | None, types: list[st
     series = find_series(ct, series_uid)
     if series.problem is not None:
         raise InputError(f"{ct}: {series.problem}; DICOM exports need a regular series (no --resample-irregular)")
+    reference_headers(series)  # a series the exports cannot reference is refused before segmenting
     from organseg.export.dicom_seg import write_dicom_seg
     from organseg.export.rtstruct import write_rtstruct
     functions = {"rtstruct": write_rtstruct, "dicom-seg": write_dicom_seg}

@@ -14,6 +14,7 @@ from pydicom.uid import generate_uid
 from organseg.atomic import atomic_file
 from organseg.dicom_series import Series
 from organseg.errors import InputError, OutputError
+from organseg.orientation import array_on_grid
 
 def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
     """Copies of the CT headers with the UIDs an export references filled in; plus what was filled.
@@ -54,17 +55,19 @@ def series_reference_image(series: Series) -> sitk.Image:
     return image
 
 
-def check_on_grid(image: sitk.Image, series: Series, source: str | os.PathLike) -> None:
-    """Raise InputError unless the image lies exactly on the series' voxel grid."""
+def array_on_series_grid(image: sitk.Image, series: Series, source: str | os.PathLike) -> np.ndarray:
+    """The image's (z, y, x) array on the series' voxel grid; the same voxel centres stored with flipped or
+    permuted axes are mapped exactly. Raise InputError for any other grid."""
     grid = series_reference_image(series)
-    same = (image.GetSize() == grid.GetSize()
-            and np.allclose(image.GetOrigin(), grid.GetOrigin(), atol=1e-3 * max(grid.GetSpacing()))
-            and np.allclose(image.GetSpacing(), grid.GetSpacing(), rtol=1e-4)
-            and np.allclose(image.GetDirection(), grid.GetDirection(), atol=1e-4))
-    if not same:
+    array = array_on_grid(image, grid)
+    if array is None:
         raise InputError(f"{source}: not on the voxel grid of the DICOM series {series.folder} "
                          f"(size {image.GetSize()} vs {grid.GetSize()}, origin {np.round(image.GetOrigin(), 2)} vs "
-                         f"{np.round(grid.GetOrigin(), 2)}); segment that series or resample the masks onto it")
+                         f"{np.round(grid.GetOrigin(), 2)}, spacing {np.round(image.GetSpacing(), 3)} vs "
+                         f"{np.round(grid.GetSpacing(), 3)}, direction {np.round(image.GetDirection(), 3).tolist()} "
+                         f"vs {np.round(grid.GetDirection(), 3).tolist()}); segment that series or resample the "
+                         "masks onto it")
+    return array
 
 
 def check_output_file(path: Path, series: Series, overwrite: bool) -> None:
