@@ -52,7 +52,6 @@ def export(segmentation_node: slicer.vtkMRMLSegmentationNode, volume_node: slice
     Returns the exporter's notes for the user.
     """
     from organseg.dicom_series import find_series
-    from organseg.export.source import series_reference_image
 
     if kind not in KINDS:
         raise InputError(f"unknown export kind '{kind}'; use {' or '.join(KINDS)}")
@@ -66,7 +65,7 @@ def export(segmentation_node: slicer.vtkMRMLSegmentationNode, volume_node: slice
         for index, file in enumerate(files):
             shutil.copy2(file, Path(tmp) / f"{index:05d}.dcm")
         series = find_series(tmp)
-        grid = series_reference_image(series)
+        grid = series.grid()
         on_grid = {key: sitk.GetArrayFromImage(sitk.Resample(array_to_image(m.astype(np.uint8), volume_image), grid,
                                                               sitk.Transform(), sitk.sitkNearestNeighbor)) > 0
                    for key, m in masks.items()}

@@ -123,3 +123,23 @@ def test_two_anonymised_series_with_blank_uids_and_other_frames_of_reference_are
           ImagePositionPatient=lambda i, ds: [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 1])
     with pytest.raises(InputError, match=r"ct: the series \(no Series Instance UID\) mixes 2 frames of reference"):
         read_series(tmp_path / "ct")
+
+
+def test_an_enhanced_multi_frame_ct_in_a_folder_is_read_with_its_frame_positions(tmp_path):
+    from pydicom.data import get_testdata_file
+    source = get_testdata_file("eCT_Supplemental.dcm")
+    if source is None:
+        pytest.skip("pydicom-data's eCT_Supplemental.dcm is not installed")
+    (tmp_path / "ct").mkdir()
+    shutil.copy(source, tmp_path / "ct" / "ect.dcm")
+    image = read_series(tmp_path / "ct")
+    assert image.GetSize() == (512, 512, 2) and image.GetSpacing()[2] == pytest.approx(10.0)
+    ds = pydicom.dcmread(source)
+    hu = sitk.GetArrayFromImage(image)
+    for k, group in enumerate(ds.PerFrameFunctionalGroupsSequence):  # each frame where its position says
+        position = [float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient]
+        i, j, z = image.TransformPhysicalPointToIndex(position)
+        assert (i, j) == (0, 0)
+        rescale = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
+        expected = ds.pixel_array[k] * float(rescale.RescaleSlope) + float(rescale.RescaleIntercept)
+        assert np.array_equal(hu[z], expected)

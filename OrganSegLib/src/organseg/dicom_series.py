@@ -58,6 +58,19 @@ class Series:
         row_spacing, col_spacing = (float(v) for v in self.headers[0].PixelSpacing)
         return col_spacing, row_spacing
 
+    @property
+    def multiframe(self) -> bool:
+        """Whether the slices are frames of one enhanced multi-frame file."""
+        return len(set(self.files)) < len(self.files)
+
+    def grid(self) -> sitk.Image:
+        """An empty image on the series' voxel grid (origin, spacing, direction)."""
+        image = sitk.Image(int(self.headers[0].Columns), int(self.headers[0].Rows), len(self.files), sitk.sitkUInt8)
+        image.SetOrigin(tuple(self.position(0)))
+        image.SetSpacing((*self.pixel_spacing, float(np.median(np.diff(self.offsets)))))
+        image.SetDirection(tuple(np.column_stack([self.row_dir, self.col_dir, self.normal]).ravel()))
+        return image
+
     def position(self, k: int) -> np.ndarray:
         """Image Position (Patient) of slice k: the centre of its first pixel, LPS mm."""
         return np.array(self.headers[k].ImagePositionPatient, dtype=float)
@@ -71,9 +84,40 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
             continue
-        if all(tag in header for tag in _IMAGE_TAGS) and "LOCALIZER" not in header.get("ImageType", []):
+        if "LOCALIZER" in header.get("ImageType", []):
+            continue
+        if all(tag in header for tag in _IMAGE_TAGS):
             series.setdefault(str(header.get("SeriesInstanceUID", "")), []).append((path, header))
+        elif "PerFrameFunctionalGroupsSequence" in header and all(t in header for t in ("Rows", "Columns")):
+            frames = _frame_headers(header)
+            if frames:
+                series.setdefault(str(header.get("SeriesInstanceUID", "")), []).extend((path, f) for f in frames)
     return series
+
+
+def _frame_headers(header: Dataset) -> list[Dataset]:
+    """One classic-looking header per frame of an enhanced multi-frame image (position, orientation, spacing
+    from its functional groups); empty when the groups lack them."""
+    shared = header.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+    frames = []
+    for group in header.PerFrameFunctionalGroupsSequence:
+        def item(name: str) -> Dataset | None:
+            seq = group.get(name) or shared.get(name)
+            return seq[0] if seq else None
+        position, orientation, measures = (item("PlanePositionSequence"), item("PlaneOrientationSequence"),
+                                           item("PixelMeasuresSequence"))
+        if position is None or orientation is None or measures is None:
+            return []
+        frame = Dataset()
+        for keyword in ("SOPInstanceUID", "SOPClassUID", "SeriesInstanceUID", "StudyInstanceUID", "Modality",
+                        "FrameOfReferenceUID", "Rows", "Columns"):
+            if keyword in header:
+                setattr(frame, keyword, header.get(keyword))
+        frame.ImagePositionPatient = position.ImagePositionPatient
+        frame.ImageOrientationPatient = orientation.ImageOrientationPatient
+        frame.PixelSpacing = measures.PixelSpacing
+        frames.append(frame)
+    return frames
 
 
 def find_series(folder: str | Path, series_uid: str | None = None) -> Series:
@@ -133,15 +177,17 @@ def _sorted_series(folder: Path, uid: str, slices: list[tuple[Path, Dataset]], n
 
 def _unique_instances(folder: Path, slices: list[tuple[Path, Dataset]],
                       notes: list[str]) -> list[tuple[Path, Dataset]]:
-    """One file per SOP Instance UID: copies of a slice under another name (common after copying) are skipped."""
-    kept: dict[str, tuple[Path, Dataset]] = {}
+    """One file per SOP Instance UID and position: copies of a slice under another name (common after copying)
+    are skipped."""
+    kept: dict[tuple, tuple[Path, Dataset]] = {}
     unique = []
     for path, header in slices:
         sop = str(header.get("SOPInstanceUID", "") or getattr(header.get("file_meta", Dataset()),
                                                             "MediaStorageSOPInstanceUID", ""))
-        if sop and sop in kept:
+        key = (sop, tuple(round(float(v), 3) for v in header.ImagePositionPatient))  # frames share a SOP UID
+        if sop and key in kept:
             continue
-        kept[sop] = (path, header)
+        kept[key] = (path, header)
         unique.append((path, header))
     if len(unique) < len(slices):
         notes.append(f"{folder}: skipped {len(slices) - len(unique)} duplicate files (the same SOP Instance UID as "
@@ -174,6 +220,8 @@ def read_series(folder: str | Path, series_uid: str | None = None, resample_irre
     series = find_series(folder, series_uid)
     for note in series.notes:
         log.warning(note)
+    if series.multiframe and series.problem is None:
+        return _read_multiframe(series)
     if series.problem is None:
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames([str(p) for p in series.files])
@@ -183,6 +231,23 @@ def read_series(folder: str | Path, series_uid: str | None = None, resample_irre
                          "regular grid")
     log.warning(f"{series.folder}: {series.problem}; resampling onto a regular grid (linear interpolation)")
     return _resample_regular(series)
+
+
+def _read_multiframe(series: Series) -> sitk.Image:
+    """An enhanced multi-frame CT: ITK reads the pixels (rescaled to HU); the frames' own positions place them."""
+    from organseg.orientation import array_on_grid
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(series.files[0]))
+    image = _execute(reader, series.files[0])
+    grid = series.grid()
+    array = array_on_grid(image, grid) if image.GetDimension() == 3 else None
+    if array is None:
+        raise InputError(f"{series.files[0]}: the frames of this multi-frame image do not form the grid their "
+                         "functional groups describe")
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(grid)
+    return out
 
 
 def _execute(reader: sitk.ImageReaderBase, source: Path) -> sitk.Image:

@@ -24,6 +24,9 @@ def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
     """
     if series.problem is not None:
         raise InputError(f"{series.folder}: {series.problem}; DICOM exports need the original regular series")
+    if series.multiframe:
+        raise InputError(f"{series.files[0]}: an enhanced (multi-frame) CT; the DICOM exports reference classic "
+                         "single-frame slices and are not written for it (segmenting it works)")
     headers, notes = [copy.deepcopy(h) for h in series.headers], []
     if not all(str(h.get("FrameOfReferenceUID", "")) for h in headers):
         raise InputError(f"{series.folder}: the CT slices have no Frame of Reference UID; cannot reference them")
@@ -46,19 +49,10 @@ def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
     return headers, notes
 
 
-def series_reference_image(series: Series) -> sitk.Image:
-    """An empty image on the series' voxel grid (origin, spacing, direction), for grid checks."""
-    image = sitk.Image(int(series.headers[0].Columns), int(series.headers[0].Rows), len(series.files), sitk.sitkUInt8)
-    image.SetOrigin(tuple(series.position(0)))
-    image.SetSpacing((*series.pixel_spacing, float(np.median(np.diff(series.offsets)))))
-    image.SetDirection(tuple(np.column_stack([series.row_dir, series.col_dir, series.normal]).ravel()))
-    return image
-
-
 def array_on_series_grid(image: sitk.Image, series: Series, source: str | os.PathLike) -> np.ndarray:
     """The image's (z, y, x) array on the series' voxel grid; the same voxel centres stored with flipped or
     permuted axes are mapped exactly. Raise InputError for any other grid."""
-    grid = series_reference_image(series)
+    grid = series.grid()
     array = array_on_grid(image, grid)
     if array is None:
         raise InputError(f"{source}: not on the voxel grid of the DICOM series {series.folder} "
