@@ -97,10 +97,15 @@ def run(args: argparse.Namespace) -> int:
         elif p.stage == "done" and p.index <= bar.total:
             bar.update(1)
 
-    result = segmenter.segment(image, organs, progress=progress, source=str(args.ct))
-    bar.close()
+    try:
+        result = segmenter.segment(image, organs, progress=progress, source=str(args.ct))
+    finally:
+        bar.close()  # ends the bar's line, so an error or interrupt message starts on its own
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    empty = [row["organ"] for row in result.stats if not row["voxels"]]
+    if empty:
+        print(f"warning: {args.ct}: not found (empty mask): {', '.join(empty)}", file=sys.stderr)
     write_result(result, args.output, fmt, args.overwrite, source=str(args.ct), extra_writers=extra_writers)
     print(f"{'organ':<20}{'volume mL':>11}{'seconds':>9}  model")
     for row in result.stats:
