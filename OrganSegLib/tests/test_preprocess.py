@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from organseg.body import body_boxes, body_mask, slice_boxes
 from organseg.io import read_ct
@@ -49,6 +50,8 @@ def test_body_mask_covers_the_patient_not_the_air(dicom_ct):
     assert np.median(hu[body]) > -200  # soft tissue inside
     assert np.median(hu[~body]) < -900  # air outside
     assert body[:, 256, 256].all()  # the centre of a torso slice is body (lungs and bowel gas filled)
+    for z in range(len(body)):  # no hole left in any slice, as scipy sees holes
+        assert np.array_equal(ndimage.binary_fill_holes(body[z]), body[z])
 
 
 def test_crop_boxes_are_the_boxes_of_the_body_contour(dicom_ct, data_dir):

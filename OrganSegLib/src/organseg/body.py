@@ -62,10 +62,21 @@ def body_mask(volume: np.ndarray) -> np.ndarray:
     body = np.zeros(volume.shape, dtype=bool)
     for start in range(0, volume.shape[0], _CHUNK):
         labels, keep, _ = _largest_per_slice(volume[start:start + _CHUNK])
-        chunk = (labels == keep[:, None, None]) & (labels > 0)
-        padded = np.pad(chunk, ((1, 1), (0, 0), (0, 0)))
-        body[start:start + _CHUNK] = ndimage.binary_fill_holes(padded, structure=_IN_PLANE)[1:-1]
+        body[start:start + _CHUNK] = _fill_in_plane((labels == keep[:, None, None]) & (labels > 0))
     return body
+
+
+def _fill_in_plane(mask: np.ndarray) -> np.ndarray:
+    """Holes filled slice by slice: background not 4-connected in-plane to its slice's edge becomes foreground.
+
+    The same as scipy's binary_fill_holes with the in-plane cross on each slice, in one labelling pass instead of
+    its dilation to convergence (3x the cost of the rest of `body_mask` on a 512 x 512 x 800 CT).
+    """
+    labels, n = ndimage.label(~mask, structure=_IN_PLANE)
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[labels[:, [0, -1], :]] = True
+    outside[labels[:, :, [0, -1]]] = True
+    return mask | ~outside[labels]
 
 
 def body_boxes(volume: np.ndarray) -> np.ndarray:
