@@ -150,10 +150,18 @@ class Segmenter:
         self.strategy = strategy
 
     def plan(self, organs: str | list[str] | None) -> tuple[list[ModelPackage], list[str], list[str]]:
-        """Verified packages for the organs plus the anchors their rules need; (packages, added, warnings)."""
-        chosen = [o.key for o in parse_organs(organs)]
-        packages = [self.store.get(key) for key in chosen]
+        """Verified packages for the organs plus the anchors their rules need; (packages, added, warnings).
+
+        None or 'all' means every organ that has a model (the others are named in a warning); an organ
+        named explicitly without a model is an error.
+        """
         added, warnings = [], []
+        chosen = [o.key for o in parse_organs(organs)]
+        if organs is None or organs == "all":
+            chosen, left_out = self._with_models(chosen)
+            if left_out:
+                warnings.append(f"no model installed for {len(left_out)} organs, left out: {', '.join(left_out)}")
+        packages = [self.store.get(key) for key in chosen]
         if self.postprocess:
             for anchor in pp.required_anchors(chosen, self.anchor_rules):
                 try:
@@ -162,6 +170,15 @@ class Segmenter:
                 except ModelError:
                     warnings.append(f"anchor organ '{anchor}' has no model installed; rules that need it are skipped")
         return packages, added, warnings
+
+    def _with_models(self, keys: list[str]) -> tuple[list[str], list[str]]:
+        """(organs that have an installed model, organs that have none); refuses when none has one."""
+        available = self.store.available()
+        have = [k for k in keys if k in available]
+        if not have:
+            raise ModelError(f"no organ model installed (looked in {', '.join(str(d) for d in self.store.dirs)}); "
+                             "train one with `organseg train` or pass --models DIR")
+        return have, [k for k in keys if k not in available]
 
     def segment(self, image: sitk.Image, organs: str | list[str] | None,
                 progress: Callable[[Progress], None] | None = None,

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     names = case_names(cts)
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
     segmenter = make_segmenter(args)
-    job = Job(segmenter, [o.key for o in parse_organs(args.organs)], fmt, dicom_types, args.overwrite,
-              args.resample_irregular)
+    organs = args.organs if args.organs == "all" else [o.key for o in parse_organs(args.organs)]
+    job = Job(segmenter, organs, fmt, dicom_types, args.overwrite, args.resample_irregular)
     _, added, job.plan_warnings = segmenter.plan(job.organs)  # every model present and verified before the first CT
     if added:
         print(f"adding anchor organs for post-processing: {', '.join(added)}", file=sys.stderr)

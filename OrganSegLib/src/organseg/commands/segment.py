@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_segmentation_options(p: argparse.ArgumentParser) -> None:
     """The options `segment` and `batch` share: organs, device, models, outputs, post-processing, speed."""
-    p.add_argument("--organs", default="all", help="comma-separated organ names, or 'all' (default)")
+    p.add_argument("--organs", default="all", help="comma-separated organ names, or 'all' (default: every organ with an installed model)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where the networks run (default auto)")
     p.add_argument("--engine", default="auto", choices=("auto", "onnx", "torch"),
                    help="inference engine; auto: ONNX Runtime on the CPU, PyTorch on GPUs")
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output, args.overwrite)
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
     extra_writers = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
-    organs = [o.key for o in parse_organs(args.organs)]
+    organs = args.organs if args.organs == "all" else [o.key for o in parse_organs(args.organs)]
     segmenter = make_segmenter(args)
     packages, added, _ = segmenter.plan(organs)
     image = read_ct(args.ct, args.series_uid, args.resample_irregular)
