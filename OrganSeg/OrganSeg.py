@@ -291,7 +291,7 @@ class OrganSegTest(ScriptedLoadableModuleTest):
         from organseg_slicer.segments import organ_segments, segment_mask, set_organ_segment
         from organseg_slicer.table import table_rows
         from organseg.catalogue import organ
-        from organseg.segmenter import OrganMask
+        from organseg.result import OrganMask
 
         volume = self._example_ct()
         logic = OrganSegLogic()

@@ -61,9 +61,8 @@ def main() -> int:
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000
     prepared = prepare(canonical)
     package = ModelStore([bundled_models_dir()]).get(args.organ)
-    rule = pp.RULES[args.organ]
     real = make_runtime(package, "cpu")
-    final = pp.clean_components(predict_organ(prepared, real, package.threshold), rule, voxel_ml)
+    final = pp.clean_organ(args.organ, predict_organ(prepared, real, package.threshold), voxel_ml)
     answers = {_key(prepared.inputs[row]): prepared.record.forward(final.astype(np.float32), z)
                for row, z in enumerate(prepared.record.slices_with_body)}
     oracle = OracleRuntime(real, answers)
@@ -71,7 +70,7 @@ def main() -> int:
     stride = coarse_stride(slice_mm, organ(args.organ).min_extent_mm)
     mask = predict_organ(prepared, oracle, package.threshold, stride=stride,
                          margin=slices_within(FINE_MARGIN_MM, slice_mm))
-    mask = pp.clean_components(mask, rule, voxel_ml)
+    mask = pp.clean_organ(args.organ, mask, voxel_ml)
     seconds = time.perf_counter() - t0
     print(f"{args.organ}: final mask on {int(final.any(axis=(1, 2)).sum())} slices; oracle coarse-to-fine ran "
           f"{oracle.slices} slices in {seconds:.2f} s ({seconds / oracle.slices * 1000:.0f} ms per slice in all); "

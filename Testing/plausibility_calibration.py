@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from organseg import postprocess as pp
 from organseg.catalogue import ORGANS, organ
 from organseg.evaluation.labelmaps import on_grid, organ_label_ids, read_label_names
 from organseg.io import read_ct
+from organseg.masks import axial_extent
 from organseg.plausibility import Scan, flags_of, measure
 
 COLUMNS = ("volume_ml", "outside_body", "median_hu", "dense", "largest_parts", "outside_window", "side_mm")
@@ -28,7 +28,7 @@ OPENKBP = {"spinal_cord": 1, "esophagus": 2}  #: catalogue organ -> OpenKBP labe
 
 def rows_of(source: str, case: str, ct: sitk.Image, masks: dict[str, np.ndarray]) -> list[dict]:
     scan = Scan(ct, sitk.GetArrayViewFromImage(ct))
-    extents = {k: pp.axial_extent(scan.canonical(m)) for k, m in masks.items() if organ(k).anchor}
+    extents = {k: axial_extent(scan.canonical(m)) for k, m in masks.items() if organ(k).anchor}
     rows = []
     for key, mask in masks.items():
         m = measure(organ(key), scan.canonical(mask), scan, extents)

@@ -13,7 +13,8 @@ import threading
 import SimpleITK as sitk
 
 from organseg.errors import OrganSegError
-from organseg.segmenter import Cancelled, Progress, Result, Segmenter
+from organseg.result import Progress, Result
+from organseg.segmenter import Cancelled, Segmenter
 
 
 class SegmentationJob:

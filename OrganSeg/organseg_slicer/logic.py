@@ -15,8 +15,9 @@ import slicer
 from organseg.catalogue import parse_organs
 from organseg.errors import InputError
 from organseg.model_package import ModelStore
+from organseg.result import Progress
 from organseg.runtime import resolve_device
-from organseg.segmenter import Progress, Segmenter
+from organseg.segmenter import Segmenter
 from organseg.stats import organ_stats
 
 from organseg_slicer.job import SegmentationJob

@@ -2,8 +2,7 @@
 import numpy as np
 
 from organseg.catalogue import ORGANS
-from organseg.postprocess import (RULES, anchor_rules_enabled, anchor_window, apply_anchor_window,
-                                  clean_components, required_anchors)
+from organseg.postprocess import RULES, AnchorRules, clean_components, clean_organ
 
 
 def test_every_rule_names_only_anchor_organs():
@@ -12,10 +11,10 @@ def test_every_rule_names_only_anchor_organs():
 
 
 def test_gallbladder_needs_the_liver_and_switching_its_rule_off_drops_the_need():
-    assert required_anchors(["gallbladder"]) == ["liver"]
-    assert required_anchors(["gallbladder"], {"gallbladder": False}) == []
-    assert not anchor_rules_enabled("pancreas", None)
-    assert anchor_rules_enabled("pancreas", {"pancreas": True})
+    assert AnchorRules().required(["gallbladder"]) == ["liver"]
+    assert AnchorRules({"gallbladder": False}).required(["gallbladder"]) == []
+    assert not AnchorRules().applies("pancreas")
+    assert AnchorRules({"pancreas": True}).applies("pancreas")
 
 
 def test_largest_component_is_kept_and_holes_filled():
@@ -23,7 +22,7 @@ def test_largest_component_is_kept_and_holes_filled():
     mask[2:8, 2:12, 2:12] = True
     mask[4, 6, 6] = False  # a hole
     mask[1, 17:19, 17:19] = True  # a stray blob
-    out = clean_components(mask, RULES["liver"], voxel_ml=0.001)
+    out = clean_organ("liver", mask, voxel_ml=0.001)
     assert out[4, 6, 6] and not out[1, 17:19, 17:19].any()
     assert out.sum() == 6 * 10 * 10
 
@@ -33,28 +32,36 @@ def test_kidneys_keep_two_components():
     mask[2:8, 5:10, 2:8] = True
     mask[2:8, 5:10, 20:26] = True
     mask[0, 0, 0] = True
-    out = clean_components(mask, RULES["kidneys"], voxel_ml=0.001)
+    out = clean_organ("kidneys", mask, voxel_ml=0.001)
     assert out.sum() == 2 * 6 * 5 * 6
+
+
+def test_no_box_applies_without_post_processing_or_when_switched_off():
+    mask = np.ones((100, 4, 4), dtype=bool)
+    extents = {"lungs": (60, 90), "femur_heads": (5, 15)}
+    for rules in (AnchorRules(enabled=False), AnchorRules({"spleen": False})):
+        assert rules.window("spleen", extents, 2.0, 100) == (None, [])
+        assert rules.apply("spleen", mask, extents, 2.0)[0] is mask
+        assert rules.needs("spleen") == () and rules.required(["spleen"]) == []
 
 
 def test_spleen_is_kept_between_the_femur_heads_and_the_lung_apex():
     extents = {"lungs": (60, 90), "femur_heads": (5, 15)}
-    (lo, hi), missing = anchor_window(RULES["spleen"], extents, slice_mm=2.0, n_slices=100)
+    (lo, hi), missing = AnchorRules().window("spleen", extents, slice_mm=2.0, n_slices=100)
     assert (lo, hi) == (15, 90) and missing == []
     mask = np.ones((100, 4, 4), dtype=bool)
-    out = apply_anchor_window(mask, (lo, hi))
-    assert out[15:91].all() and not out[:15].any() and not out[91:].any()
+    out, missing = AnchorRules().apply("spleen", mask, extents, slice_mm=2.0)
+    assert missing == [] and out[15:91].all() and not out[:15].any() and not out[91:].any()
 
 
 def test_missing_anchor_is_reported_and_its_bound_left_open():
-    (lo, hi), missing = anchor_window(RULES["spleen"], {"lungs": (60, 90)}, slice_mm=2.0, n_slices=100)
+    (lo, hi), missing = AnchorRules().window("spleen", {"lungs": (60, 90)}, slice_mm=2.0, n_slices=100)
     assert (lo, hi) == (0, 90) and missing == ["femur_heads"]
 
 
 def test_margins_are_in_millimetres():
-    (lo, hi), _ = anchor_window(RULES["liver"], {"lungs": (60, 90), "femur_heads": (5, 15)}, 5.0, 200)
+    (lo, hi), _ = AnchorRules().window("liver", {"lungs": (60, 90), "femur_heads": (5, 15)}, 5.0, 200)
     assert hi == 90 + 4  # 20 mm above the lung apex at 5 mm slices
-
 
 
 def _whole_volume_cleaning(mask: np.ndarray, rule, voxel_ml: float) -> np.ndarray:
@@ -85,4 +92,4 @@ def test_cleaning_slab_by_slab_equals_cleaning_the_whole_volume():
     for rule in ("liver", "kidneys", "bones", "colon", "lungs"):
         expected = _whole_volume_cleaning(mask, RULES[rule], voxel_ml=0.01)
         assert (clean_components(mask, RULES[rule], voxel_ml=0.01) == expected).all(), rule
-    assert not clean_components(np.zeros((4, 4, 4), dtype=bool), RULES["liver"], 0.01).any()
+    assert not clean_organ("liver", np.zeros((4, 4, 4), dtype=bool), 0.01).any()

@@ -19,7 +19,8 @@ import slicer  # noqa: E402
 
 from organseg.catalogue import organ  # noqa: E402
 from organseg.model_package import ModelStore  # noqa: E402
-from organseg.segmenter import OrganMask, Segmenter  # noqa: E402
+from organseg.result import OrganMask  # noqa: E402
+from organseg.segmenter import Segmenter  # noqa: E402
 from organseg_slicer.logic import OrganSegLogic, Options  # noqa: E402
 from organseg_slicer.segments import (ORGAN_TAG, organ_segments, segment_mask, segment_tag,  # noqa: E402
                                       set_organ_segment, terminology_entry)

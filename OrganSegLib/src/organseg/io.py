@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from organseg.atomic import atomic_file
 from organseg.errors import InputError, OutputError
+from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -120,6 +121,36 @@ def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
             f"{source}: intensities range from {lo:g} to {hi:g} with {air:.1%} of voxels below -500; "
             "a CT in Hounsfield units has air near -1000 (is this an MR, or a CT without rescale slope/intercept?)")
 
+
+
+#: Working memory per CT voxel besides the CT's canonical copy (masks, labels). Measured peak at 512x512x800 int16:
+#: 2.17 GB, 10.8 bytes per voxel with the image, its 2-byte copy and the process itself (Testing/BENCHMARK.md).
+WORK_BYTES_PER_VOXEL = 7
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(image: sitk.Image, source: str | os.PathLike) -> None:
+    """Refuse a CT whose working set would not fit: a canonical copy, masks, labels and the network inputs."""
+    voxels = int(np.prod(image.GetSize(), dtype=np.int64))
+    slices = max(image.GetSize())
+    needed = (voxels * (image.GetSizeOfPixelComponent() + WORK_BYTES_PER_VOXEL)
+              + slices * INPUT_HEIGHT * INPUT_WIDTH * 4)
+    available = available_memory()
+    if available is not None and needed > available:
+        raise InputError(f"{source}: segmenting this {'x'.join(map(str, image.GetSize()))} CT needs about "
+                         f"{needed / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB are available; "
+                         "crop or downsample the CT, or free memory")
 
 def atomic_write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:
     """Write an image through a temporary file in the same folder, then rename it into place."""

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from organseg.body import body_mask
-from organseg.stats import bounding_box
+from organseg.masks import bounding_box
 
 RIGHT, LEFT = 1, 2  #: label values of `label_lungs`
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],

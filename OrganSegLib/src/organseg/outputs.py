@@ -23,7 +23,7 @@ from organseg.catalogue import organ
 from organseg.errors import OutputError
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
 from organseg.io import atomic_write_image, output_path
-from organseg.segmenter import Result
+from organseg.result import Result
 from organseg.stats import FIELDS
 
 RESULT_MARKERS = ("stats.json", "segmentation.nii.gz", "segmentation.nrrd", "masks")

@@ -19,8 +19,8 @@ from scipy import ndimage
 from organseg import postprocess as pp
 from organseg.body import BODY_THRESHOLD_HU, body_mask
 from organseg.catalogue import HU_FATTY, HU_SOFT, Organ, organ
+from organseg.masks import axial_extent, bounding_box
 from organseg.orientation import Reorientation
-from organseg.stats import bounding_box
 
 #: Every code a check can give, in report order. Codes are stable: scripts and tables select on them.
 CODES = ("not_found", "cut_by_fov", "volume_low", "volume_high", "outside_body", "position", "fragmented",
@@ -86,16 +86,12 @@ class Scan:
         return self._body[lo:hi]
 
 
-def _rule(key: str) -> pp.Rule:
-    return pp.RULES[key]
-
-
 def measure(o: Organ, mask: np.ndarray, scan: Scan, extents: dict[str, tuple[int, int] | None]) -> Measures:
     """Measures of a canonical mask; `extents` are the axial extents of the anchor organs in the result."""
     n = scan.ct.shape[0]
     slice_mm = scan.spacing[0]
-    rule = _rule(o.key)
-    (lo, hi), missing = pp.anchor_window(rule, extents, slice_mm, n)
+    rule = pp.rule(o.key)
+    (lo, hi), missing = pp.anchor_window(o.key, extents, slice_mm, n)
     bounded = bool(rule.below or rule.above) and len(missing) < len(rule.below + rule.above)
     expected = bool(rule.below and rule.above and not missing and 0 < lo <= hi < n - 1)
     window_mm = (lo * slice_mm, hi * slice_mm) if bounded else None
@@ -167,7 +163,7 @@ def flags_of(o: Organ, m: Measures) -> list[Flag]:
         found.append(Flag("position", f"its centre lies {wrong:.0f} mm on the patient's "
                                       f"{'left' if o.side == 'right' else 'right'}; the {o.key} lies on the {o.side}"))
     if m.largest_parts < LARGEST_PARTS_MIN:
-        found.append(Flag("fragmented", f"its largest part{'s hold' if _rule(o.key).components > 1 else ' holds'} "
+        found.append(Flag("fragmented", f"its largest part{'s hold' if pp.rule(o.key).components > 1 else ' holds'} "
                                         f"only {100 * m.largest_parts:.0f}% of the mask"))
     low_hu, high_hu = o.median_hu
     if not low_hu <= m.median_hu <= high_hu:
@@ -186,7 +182,7 @@ def check_masks(reference: sitk.Image, ct: np.ndarray,
     Getters are called one organ at a time (anchors twice), so a large CT never holds all full masks at once.
     """
     scan = Scan(reference, ct)
-    extents = {key: pp.axial_extent(scan.canonical(get())) for key, get in masks.items() if organ(key).anchor}
+    extents = {key: axial_extent(scan.canonical(get())) for key, get in masks.items() if organ(key).anchor}
     return {key: flags_of(organ(key), measure(organ(key), scan.canonical(get()), scan, extents))
             for key, get in masks.items()}
 

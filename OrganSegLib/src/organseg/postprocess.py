@@ -1,9 +1,13 @@
-"""Post-processing: connected components, hole filling, and the anchor-organ rules of the method.
+"""Post-processing, the whole step: connected components, hole filling, and the anchor-organ rules.
 
 All masks here are canonical (S, P, L) arrays: axis 0 runs inferior -> superior. An anchor rule keeps an
 organ's voxels only between two axial levels taken from anchor organs (e.g. the spleen lies below the lung
 apex and above the femur heads). Each rule is per organ and can be switched off; a rule whose anchor is
 absent from the result is skipped and reported.
+
+The rule table is read only here: `clean_organ` cleans an organ's mask by its rule, `anchor_window` gives the
+axial window an organ's rule allows, `AnchorRules` is the anchor policy of one run (which anchors the chosen
+organs need, the window an organ is searched and kept in, applying that box), and `rule` shows a rule.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from organseg.catalogue import ORGANS
-from organseg.stats import bounding_box
+from organseg.masks import bounding_box
 
 
 @dataclass(frozen=True)
@@ -80,22 +84,6 @@ RULES: dict[str, Rule] = {
 assert set(RULES) == {o.key for o in ORGANS}, "every catalogue organ needs a post-processing rule"
 
 
-def required_anchors(organs: list[str], anchor_rules: dict[str, bool] | None = None) -> list[str]:
-    """Anchor organs the chosen organs' enabled anchor rules need but that were not chosen."""
-    needed: list[str] = []
-    for key in organs:
-        if anchor_rules_enabled(key, anchor_rules):
-            needed += [a for a in RULES[key].anchors if a not in organs and a not in needed and a != key]
-    return needed
-
-
-def anchor_rules_enabled(key: str, anchor_rules: dict[str, bool] | None) -> bool:
-    """Whether the organ's anchor box is applied: the explicit switch, else the rule's default."""
-    if anchor_rules is not None and key in anchor_rules:
-        return anchor_rules[key]
-    return RULES[key].anchors_by_default
-
-
 def clean_components(mask: np.ndarray, rule: Rule, voxel_ml: float) -> np.ndarray:
     """Keep the largest `rule.components` components (or all above the minimum volume) and fill holes.
 
@@ -148,15 +136,20 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~outside[labels]
 
 
-def axial_extent(mask: np.ndarray) -> tuple[int, int] | None:
-    """(bottom, top) slice indices of a canonical mask, inclusive; None if empty."""
-    zs = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
-    return (int(zs[0]), int(zs[-1])) if zs.size else None
+def rule(key: str) -> Rule:
+    """The organ's rule (frozen), e.g. for listing its anchors or judging a mask against it."""
+    return RULES[key]
 
 
-def anchor_window(rule: Rule, extents: dict[str, tuple[int, int] | None], slice_mm: float,
+def clean_organ(key: str, mask: np.ndarray, voxel_ml: float) -> np.ndarray:
+    """The organ's canonical mask cleaned by its rule (components, holes); see `clean_components`."""
+    return clean_components(mask, RULES[key], voxel_ml)
+
+
+def anchor_window(key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
                   n_slices: int) -> tuple[tuple[int, int], list[str]]:
-    """Allowed slice range [lo, hi] from the anchors present, and the anchors that were missing."""
+    """The slice range [lo, hi] the organ's rule allows given the anchors' (bottom, top) extents, whether or
+    not its box is switched on, and the anchors that were missing (their bounds are left open)."""
     lo, hi, missing = 0, n_slices - 1, []
 
     def level(lv: Level) -> int | None:
@@ -166,22 +159,60 @@ def anchor_window(rule: Rule, extents: dict[str, tuple[int, int] | None], slice_
             return None
         return (extent[1] if lv.edge == "top" else extent[0]) + int(round(lv.margin_mm / slice_mm))
 
-    for lv in rule.below:
+    for lv in RULES[key].below:
         z = level(lv)
         if z is not None:
             hi = min(hi, z)
-    for lv in rule.above:
+    for lv in RULES[key].above:
         z = level(lv)
         if z is not None:
             lo = max(lo, z)
     return (lo, hi), missing
 
 
-def apply_anchor_window(mask: np.ndarray, window: tuple[int, int]) -> np.ndarray:
-    """Zero the slices of a canonical mask outside [lo, hi]."""
-    lo, hi = window
-    out = mask.copy()
-    out[:max(lo, 0)] = False
-    if hi + 1 < out.shape[0]:
-        out[max(hi + 1, 0):] = False
-    return out
+class AnchorRules:
+    """The anchor policy of one run: which organs' boxes apply, the anchors they need, where they may lie.
+
+    `switches` turns single organs' boxes on or off (else each rule's default); `enabled=False` (a run without
+    post-processing) turns every box off. Extents are (bottom, top) canonical slice indices of the anchors
+    found so far (None: not found); windows are inclusive (lo, hi) canonical slice ranges.
+    """
+
+    def __init__(self, switches: dict[str, bool] | None = None, enabled: bool = True) -> None:
+        self.switches = dict(switches or {})
+        self.enabled = enabled
+
+    def applies(self, key: str) -> bool:
+        """Whether the organ's anchor box is applied: the explicit switch, else the rule's default."""
+        return self.enabled and self.switches.get(key, RULES[key].anchors_by_default)
+
+    def needs(self, key: str) -> tuple[str, ...]:
+        """The anchors the organ's box uses in this run; none when the box does not apply."""
+        return RULES[key].anchors if self.applies(key) else ()
+
+    def required(self, organs: list[str]) -> list[str]:
+        """Anchor organs the chosen organs' boxes need but that were not chosen."""
+        needed: list[str] = []
+        for key in organs:
+            needed += [a for a in self.needs(key) if a not in organs and a not in needed]
+        return needed
+
+    def window(self, key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
+               n_slices: int) -> tuple[tuple[int, int] | None, list[str]]:
+        """The slice range the organ may occupy given the anchors found (None when its box does not apply), and
+        the anchors it needs that were missing (their bounds are left open)."""
+        return anchor_window(key, extents, slice_mm, n_slices) if self.applies(key) else (None, [])
+
+    def apply(self, key: str, mask: np.ndarray, extents: dict[str, tuple[int, int] | None],
+              slice_mm: float) -> tuple[np.ndarray, list[str]]:
+        """The organ's canonical mask with the slices outside its window zeroed (the mask itself when its box
+        does not apply), and the anchors that were missing."""
+        window, missing = self.window(key, extents, slice_mm, mask.shape[0])
+        if window is None:
+            return mask, missing
+        lo, hi = window
+        out = mask.copy()
+        out[:max(lo, 0)] = False
+        if hi + 1 < out.shape[0]:
+            out[max(hi + 1, 0):] = False
+        return out, missing

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from organseg.catalogue import Organ
+from organseg.masks import bounding_box
 
 FIELDS = ("organ", "label", "name", "voxels", "volume_ml", "mean_hu", "std_hu", "min_hu", "max_hu",
           "bbox_ijk_min", "bbox_ijk_max", "postprocess_changed", "postprocess_changed_voxels")
@@ -31,12 +32,3 @@ def organ_stats(organ: Organ, mask: np.ndarray, ct: np.ndarray, spacing: tuple[f
         row["bbox_ijk_max"] = [h - 1 for h in hi[::-1]]
     return row
 
-
-def bounding_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
-    """(first, end-exclusive) indices of a non-empty 3D mask along each array axis, one pass per axis."""
-    lo, hi = [], []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        lo.append(int(present[0]))
-        hi.append(int(present[-1]) + 1)
-    return lo, hi

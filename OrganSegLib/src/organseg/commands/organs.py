@@ -6,7 +6,7 @@ import json
 
 from organseg.catalogue import ORGANS
 from organseg.commands import add_models_option, model_store
-from organseg.postprocess import RULES
+from organseg.postprocess import rule
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [{"organ": o.key, "label": o.label, "name": o.display_name, "region": o.region,
              "colour": "#%02x%02x%02x" % o.colour, "snomed_category": "SCT 123037004 Anatomical Structure",
              "snomed_type": f"SCT {o.snomed_code} {o.snomed_meaning}", "anchor": o.anchor,
-             "anchor_rules_need": list(RULES[o.key].anchors), "min_extent_mm": o.min_extent_mm,
+             "anchor_rules_need": list(rule(o.key).anchors), "min_extent_mm": o.min_extent_mm,
              "model": f"v{max(installed[o.key])}" if o.key in installed else None} for o in ORGANS]
     if args.json:
         print(json.dumps(rows, indent=2))

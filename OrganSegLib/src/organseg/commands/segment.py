@@ -16,7 +16,8 @@ from organseg.input_checks import format_ml
 from organseg.io import read_ct
 from organseg.outputs import check_output_dir, write_result
 from organseg.runtime import DEVICES
-from organseg.segmenter import Progress, Segmenter
+from organseg.result import Progress
+from organseg.segmenter import Segmenter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
