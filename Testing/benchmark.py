@@ -160,7 +160,7 @@ def machine() -> list[str]:
 
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
-    from organseg.evaluation.metrics import dice
+    from organseg.masks import dice
     from organseg.model_package import ModelStore, bundled_models_dir
 
     bundled = ModelStore([bundled_models_dir()]).available()

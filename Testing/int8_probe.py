@@ -23,8 +23,8 @@ import SimpleITK as sitk
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from organseg.evaluation.metrics import dice
 from organseg.io import read_ct
+from organseg.masks import dice
 from organseg.model_package import ModelStore, bundled_models_dir
 from organseg.orientation import Reorientation
 from organseg.preprocess import Prepared, prepare

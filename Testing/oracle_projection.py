@@ -21,8 +21,8 @@ import SimpleITK as sitk
 
 from organseg import postprocess as pp
 from organseg.catalogue import organ
-from organseg.evaluation.metrics import dice
 from organseg.inference import FINE_MARGIN_MM, coarse_stride, predict_organ, slices_within
+from organseg.masks import dice
 from organseg.model_package import ModelStore, bundled_models_dir
 from organseg.orientation import Reorientation
 from organseg.preprocess import prepare

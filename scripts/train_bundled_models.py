@@ -76,9 +76,10 @@ def validation_block(packages: list) -> list[str]:
     """Markdown rows: metrics on each organ's validation slices only, on the CT grid (post-processed)."""
     import SimpleITK as sitk
 
-    from organseg.evaluation.labelmaps import on_grid, organ_label_ids, read_label_names, select_labels
     from organseg.evaluation.metrics import organ_metrics
+    from organseg.grid import on_grid
     from organseg.io import read_ct
+    from organseg.labelmaps import organ_label_ids, read_label_names, select_labels
     from organseg.model_package import bundled_models_dir
     from organseg.orientation import Reorientation
     from organseg.segmenter import Segmenter

@@ -12,8 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.evaluation.metrics import dice
 from organseg.inference import coarse_stride, predict_organ
+from organseg.masks import dice
 from organseg.orientation import Reorientation
 from organseg.preprocess import CropRecord, Prepared, prepare
 from organseg.segmenter import Segmenter

@@ -9,8 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.cli import main
-from organseg.evaluation.metrics import dice, jaccard, organ_metrics
+from organseg.evaluation.metrics import jaccard, organ_metrics
 from organseg.evaluation.report import wilcoxon_p
+from organseg.masks import dice
 
 TS_LIVER = 5
 LIVER_VOXELS = 366708  # liver voxels of the TotalSegmentator map of the DICOM series

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from organseg.evaluation.metrics import dice
+from organseg.masks import dice
 from organseg.preprocess import Prepared
 from organseg.runtime import Runtime
 

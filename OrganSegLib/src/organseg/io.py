@@ -1,4 +1,5 @@
-"""Reading CT images and writing results with SimpleITK, geometry kept exact.
+"""Reading CT images, checking that they can be segmented (a 3D CT in HU that fits in memory), and writing
+images with SimpleITK, geometry kept exact.
 
 SimpleITK images are in LPS patient coordinates (as DICOM and ITK); NIfTI's RAS convention is converted
 by ITK's reader and writer, so nothing here flips signs by hand. Slicer works in RAS: see `ijk_to_ras`.

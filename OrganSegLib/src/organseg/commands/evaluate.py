@@ -15,9 +15,9 @@ from organseg.commands import add_models_option, model_store
 from organseg.errors import InputError, OutputError
 from organseg.evaluation.cases import MaskGetter, case_sources, match_references
 from organseg.evaluation.compare import POST, PRED, RAW, compare
-from organseg.evaluation.labelmaps import read_label_names
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM
 from organseg.evaluation.report import FILES, write_report
+from organseg.labelmaps import read_label_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -15,8 +15,8 @@ import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, Organ
 from organseg.errors import InputError
-from organseg.evaluation.labelmaps import organ_label_ids, read_image, select_labels
 from organseg.io import IMAGE_SUFFIXES
+from organseg.labelmaps import organ_label_ids, read_image, select_labels
 
 #: organ -> its mask on some grid, or None when the source has no such organ.
 MaskGetter = Callable[[Organ], "sitk.Image | None"]

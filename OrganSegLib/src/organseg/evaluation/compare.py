@@ -8,8 +8,8 @@ import SimpleITK as sitk
 
 from organseg.catalogue import Organ
 from organseg.evaluation.cases import MaskGetter
-from organseg.evaluation.labelmaps import on_grid
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM, organ_metrics
+from organseg.grid import on_grid
 
 #: Variant names: segmentations without and with post-processing, or a single unnamed prediction.
 RAW, POST, PRED = "raw", "post", "pred"

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from organseg.masks import dice
+
 NSD_TOLERANCE_MM = 3.0
 
 
@@ -31,12 +33,6 @@ class OrganMetrics:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-def dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    """2|A∩B| / (|A| + |B|); two empty masks agree perfectly (1.0)."""
-    total = int(np.count_nonzero(pred)) + int(np.count_nonzero(ref))
-    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(pred & ref)) / total
 
 
 def jaccard(pred: np.ndarray, ref: np.ndarray) -> float:

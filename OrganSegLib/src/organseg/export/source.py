@@ -16,6 +16,7 @@ from organseg.dicom_series import Series
 from organseg.errors import InputError, OutputError
 from organseg.orientation import array_on_grid
 
+
 def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
     """Copies of the CT headers with the UIDs an export references filled in; plus what was filled.
 

@@ -25,8 +25,8 @@ import SimpleITK as sitk
 
 from organseg.catalogue import Organ, organ as find_organ
 from organseg.errors import InputError
-from organseg.evaluation.labelmaps import organ_label_ids, read_image, read_label_names, select_labels
 from organseg.io import read_ct
+from organseg.labelmaps import organ_label_ids, read_image, read_label_names, select_labels
 from organseg.preprocess import LEVELS
 from organseg.training.slices import organ_slices
 

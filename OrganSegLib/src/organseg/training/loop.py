@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from organseg.errors import InputError, OrganSegError
-from organseg.evaluation.metrics import dice
+from organseg.masks import dice
 from organseg.network import ResUNet2D
 from organseg.training.config import FitConfig
 

@@ -7,7 +7,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.errors import InputError
-from organseg.evaluation.labelmaps import on_grid
+from organseg.grid import on_grid
 from organseg.orientation import Reorientation
 from organseg.preprocess import HU_WINDOW, LEVELS, prepare
 

@@ -1,4 +1,8 @@
-"""Organ masks out of reference label maps: catalogue label values, explicit ids or TotalSegmentator names."""
+"""Organ masks out of label maps: catalogue label values, explicit ids or TotalSegmentator names.
+
+Training reads its reference masks this way, evaluation its references: a labels JSON names the ids, an
+organ is the union of its ids, and unreadable files get a one-line error.
+"""
 from __future__ import annotations
 
 import json
@@ -41,18 +45,6 @@ def select_labels(label_map: sitk.Image, ids: tuple[int, ...]) -> sitk.Image:
     mask = sitk.GetImageFromArray(array)
     mask.CopyInformation(label_map)
     return mask
-
-
-def on_grid(image: sitk.Image, reference: sitk.Image) -> sitk.Image:
-    """`image` on the reference's voxel grid: itself when the grids match, else nearest-neighbour resampled
-    in physical space (e.g. a label map whose y axis is flipped relative to the CT)."""
-    same = (image.GetSize() == reference.GetSize()
-            and np.allclose(image.GetSpacing(), reference.GetSpacing(), rtol=1e-4)
-            and np.allclose(image.GetOrigin(), reference.GetOrigin(), atol=1e-2)
-            and np.allclose(image.GetDirection(), reference.GetDirection(), atol=1e-4))
-    if same:
-        return image
-    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
 
 
 def read_image(path: str | Path, what: str) -> sitk.Image:
