@@ -1,21 +1,30 @@
-"""Many CTs in one run: finding the CTs, naming their result folders, and the cohort summary table.
+"""Many CTs in one run: finding the CTs, naming their result folders, the per-CT step, the cohort summary.
 
 A batch writes one result folder per CT (`OUTDIR/<case>/`, the layout of `organseg segment`) and
 `OUTDIR/batch_summary.csv`: one row per CT with its status, seconds, message and organ volumes in mL.
 A CT whose folder already holds results is counted as done and not segmented again, so an interrupted
-batch resumes where it stopped.
+batch resumes where it stopped. `segment_case` is the step for one CT (raising typed errors), `run_case`
+the same for a batch loop (a failure becomes a failed row), `run_batch` the loop with its summary.
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from organseg.atomic import atomic_file
 from organseg.catalogue import ORGANS
-from organseg.errors import InputError
-from organseg.io import IMAGE_SUFFIXES
+from organseg.errors import InputError, OrganSegError, OutputError
+from organseg.export.output_types import dicom_writers
+from organseg.io import IMAGE_SUFFIXES, read_ct
+from organseg.outputs import holds_results, write_result
+from organseg.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
 
 SUMMARY = "batch_summary.csv"
 SEGMENTED, DONE_BEFORE, FAILED = "segmented", "done before", "failed"
@@ -138,3 +147,72 @@ def write_summary(rows: list[CaseRow], outdir: Path) -> Path:
             writer.writerow([row.case, row.source, row.status, f"{row.seconds:.2f}", row.message,
                              *(f"{row.volumes_ml[o]:.3f}" if o in row.volumes_ml else "" for o in organs)])
     return path
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What every CT of a batch gets besides the segmenter: the organs, the outputs and how to read it."""
+
+    organs: tuple[str, ...] | str  #: catalogue keys, or "all" (every organ with a model), as `Segmenter` takes them
+    fmt: str = "nifti"  #: image format of masks and label map: nifti or nrrd
+    dicom_types: tuple[str, ...] = ()  #: DICOM exports into each folder: rtstruct, dicom-seg
+    overwrite: bool = False  #: segment again a CT whose folder holds results
+    resample_irregular: bool = False  #: resample irregular DICOM series instead of refusing them
+    plan_warnings: tuple[str, ...] = ()  #: said once for the batch (`Segmenter.plan`), left out of each row
+
+
+def segment_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOptions,
+                 case: str | None = None) -> CaseRow:
+    """Segment one CT into its result folder; a folder that holds results already counts as done before.
+
+    Returns the CT's summary row (segmented or done before; `case` defaults to the folder's name). Raises
+    OrganSegError (InputError for a CT that is unreadable, not a CT or too large; OutputError for a folder
+    that cannot be written or read back; ModelError) and MemoryError.
+    """
+    case = outdir.name if case is None else case
+    if not options.overwrite and holds_results(outdir):
+        try:
+            return CaseRow(case, str(ct), DONE_BEFORE, volumes_ml=volumes_of(outdir))
+        except (OSError, ValueError, KeyError):
+            raise OutputError(f"{outdir}: holds results without a readable stats.json; remove the folder to "
+                              "segment it again") from None
+    t0 = time.perf_counter()
+    writers = dicom_writers(ct, outdir, None, list(options.dicom_types))
+    image = read_ct(ct, resample_irregular=options.resample_irregular)
+    result = segmenter.segment(image, options.organs, source=str(ct))
+    write_result(result, outdir, options.fmt, options.overwrite, source=str(ct), extra_writers=writers)
+    notes = [w for w in result.warnings if w not in options.plan_warnings]
+    return CaseRow(case, str(ct), SEGMENTED, time.perf_counter() - t0, "; ".join(notes),
+                   {row["organ"]: float(row["volume_ml"]) for row in result.stats})
+
+
+def run_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOptions, case: str | None = None) -> CaseRow:
+    """`segment_case` for a batch loop: an error becomes a failed row, not the end of the batch.
+
+    A bug (an unexpected exception) is logged with its traceback and reported in the row as well.
+    """
+    case = outdir.name if case is None else case
+    t0 = time.perf_counter()
+    try:
+        return segment_case(ct, outdir, segmenter, options, case)
+    except OrganSegError as err:
+        return CaseRow(case, str(ct), FAILED, time.perf_counter() - t0, str(err))
+    except MemoryError:
+        return CaseRow(case, str(ct), FAILED, time.perf_counter() - t0, f"{ct}: out of memory")
+    except Exception as err:  # a bug must not cost the rest of the batch
+        log.exception(f"{ct}: unexpected error")
+        return CaseRow(case, str(ct), FAILED, time.perf_counter() - t0, f"{ct}: unexpected {type(err).__name__}: {err}")
+
+
+def run_batch(cases: dict[Path, str], outdir: Path, segmenter: Segmenter, options: BatchOptions,
+              starting: Callable[[str], None] | None = None) -> Iterator[CaseRow]:
+    """Segment each CT (ct -> case name, see `case_names`) into OUTDIR/<case>/, rewriting the summary after
+    each; yields each CT's row when it is done. `starting(case)` is called before each CT."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows: list[CaseRow] = []
+    for ct, case in cases.items():
+        if starting is not None:
+            starting(case)
+        rows.append(run_case(ct, outdir / case, segmenter, options, case))
+        write_summary(rows, outdir)
+        yield rows[-1]

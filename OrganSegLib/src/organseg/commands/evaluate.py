@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from organseg.catalogue import Organ, parse_organs
-from organseg.commands import add_models_option, model_store
+from organseg.commands.options import add_models_option, model_store
 from organseg.errors import InputError, OutputError
 from organseg.evaluation.cases import MaskGetter, case_sources, match_references
 from organseg.evaluation.compare import POST, PRED, RAW, compare

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from organseg.commands.export_rtstruct import add_export_arguments, run_export
+from organseg.commands.options import add_export_arguments, run_export
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from organseg.commands.train import add_training_options, fit_config, trainer_function
 from organseg.catalogue import organ
+from organseg.commands.options import add_training_options, fit_config, trainer_function
 from organseg.errors import ModelError
 from organseg.model_package import ModelPackage, ModelStore, bundled_models_dir
 from organseg.training.config import FitConfig

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from organseg.commands.options import add_models_option, model_store
 from organseg.errors import ModelError
-from organseg.commands import add_models_option, model_store
 from organseg.model_package import WEIGHTS_FILE, ModelPackage
 
 

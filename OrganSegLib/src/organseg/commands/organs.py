@@ -5,7 +5,7 @@ import argparse
 import json
 
 from organseg.catalogue import ORGANS
-from organseg.commands import add_models_option, model_store
+from organseg.commands.options import add_models_option, model_store
 from organseg.postprocess import rule
 
 

@@ -8,16 +8,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from organseg.catalogue import parse_organs
-from organseg.errors import InputError
-from organseg.commands import add_models_option, model_store
+from organseg.commands.options import add_segmentation_options, make_segmenter, say_added_anchors
 from organseg.export.output_types import dicom_writers, parse_output_types
-from organseg.inference import INTERPOLATE_MM
 from organseg.input_checks import format_ml
 from organseg.io import read_ct
 from organseg.outputs import check_output_dir, write_result
-from organseg.runtime import DEVICES
 from organseg.result import Progress
-from organseg.segmenter import Segmenter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,57 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_segmentation_options(p: argparse.ArgumentParser) -> None:
-    """The options `segment` and `batch` share: organs, device, models, outputs, post-processing, speed."""
-    p.add_argument("--organs", default="all", help="comma-separated organ names, or 'all' (default: every organ with an installed model)")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="where the networks run (default auto)")
-    p.add_argument("--engine", default="auto", choices=("auto", "onnx", "torch"),
-                   help="inference engine; auto: ONNX Runtime on the CPU, PyTorch on GPUs")
-    add_models_option(p)
-    p.add_argument("--format", default="nifti", choices=("nifti", "nrrd"), help="image format of the outputs")
-    p.add_argument("--output-type", action="append", metavar="TYPES",
-                   help="nifti, nrrd, rtstruct, dicom-seg (repeatable or comma-separated): nifti/nrrd set the mask "
-                        "format, rtstruct/dicom-seg add rtstruct.dcm/seg.dcm (need a DICOM series folder as CT)")
-    p.add_argument("--resample-irregular", action="store_true",
-                   help="resample a DICOM series with gantry tilt, uneven spacing or missing slices (else refused)")
-    p.add_argument("--no-postprocess", action="store_true", help="keep the raw network masks")
-    p.add_argument("--anchor-rules", default="",
-                   help="switch anchor rules per organ, e.g. 'pancreas=on,liver=off' (default: the rule table)")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="slices per network batch (default 16)")
-    speed = p.add_mutually_exclusive_group()
-    speed.add_argument("--full-inference", action="store_true",
-                       help="run every slice instead of coarse-to-fine (every few slices, then around the organ)")
-    speed.add_argument("--interpolate", action="store_true",
-                       help=f"faster: also skip slices inside organs where slices up to {INTERPOLATE_MM:g} mm apart "
-                            "agree, and interpolate them (not exact: Dice >= 0.99 against every slice, measured)")
-    p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
-
-
-def make_segmenter(args: argparse.Namespace) -> Segmenter:
-    """The Segmenter the shared options describe."""
-    strategy = "full" if args.full_inference else "interpolate" if args.interpolate else "coarse-to-fine"
-    return Segmenter(model_store(args), args.device, args.engine, args.batch_size, not args.no_postprocess,
-                     parse_switches(args.anchor_rules), strategy)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
-    return int(text)
-
-
-def parse_switches(spec: str) -> dict[str, bool]:
-    """'pancreas=on,liver=off' -> {'pancreas': True, 'liver': False}."""
-    switches = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, _, value = item.partition("=")
-        if value not in ("on", "off"):
-            raise InputError(f"--anchor-rules: '{item}' should be ORGAN=on or ORGAN=off")
-        switches[parse_organs(name)[0].key] = value == "on"
-    return switches
-
-
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output, args.overwrite)
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
@@ -88,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     segmenter = make_segmenter(args)
     packages, added, _ = segmenter.plan(organs)
     image = read_ct(args.ct, args.series_uid, args.resample_irregular)
-    if added:
-        print(f"adding anchor organs for post-processing: {', '.join(added)}", file=sys.stderr)
+    say_added_anchors(added)
     bar = tqdm(total=len(packages), unit="organ", file=sys.stderr)
 
     def progress(p: Progress) -> None:
