@@ -11,12 +11,12 @@ rounded down to whole slices and at least one slice: k = max(1, floor(min_extent
 organ of its smallest plausible extent spans at least two steps (2k slices), so it is always hit and kept
 whole as long as the network finds at least half of it in one piece; the result equals full inference there.
 The fine margin stays 10 mm: a larger one only adds slices around stray findings (measured in
-Testing/BENCHMARK.md).
+Testing/benchmarks/BENCHMARK.md).
 
 Interpolate: coarse-to-fine that also skips slices inside the organ. Gaps between two found slices at most
 INTERPOLATE_MM apart whose masks agree (Dice >= MIN_SIMILARITY) take the distance-weighted mean of the two
 slices' probabilities; other gaps are bisected, so the organ's ends are still found slice by slice. It is
-not exact: measured Dice against full inference is in Testing/BENCHMARK.md and tested >= 0.99 on real CT.
+not exact: measured Dice against full inference is in Testing/benchmarks/BENCHMARK.md and tested >= 0.99 on real CT.
 """
 from __future__ import annotations
 

@@ -124,8 +124,9 @@ def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
 
 
 
-#: Working memory per CT voxel besides the CT's canonical copy (masks, labels). Measured peak at 512x512x800 int16:
-#: 2.17 GB, 10.8 bytes per voxel with the image, its 2-byte copy and the process itself (Testing/BENCHMARK.md).
+#: Working memory per CT voxel besides the CT's canonical copy (masks, labels). Measured peak at 512x512x800
+#: int16: 2.17 GB, 10.8 bytes per voxel with the image, its 2-byte copy and the process itself
+#: (Testing/benchmarks/BENCHMARK.md).
 WORK_BYTES_PER_VOXEL = 7
 
 

@@ -26,7 +26,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class OrtRuntime:
     """ONNX Runtime on the CPU: no torch needed.
 
-    Tuned by measurement on 2 cores (Testing/BENCHMARK.md): threads idle without spinning, which costs
+    Tuned by measurement on 2 cores (Testing/benchmarks/BENCHMARK.md): threads idle without spinning, which costs
     nothing alone and avoids a large slow-down when other processes share the CPU; batches run as sub-batches
     of `SUB_BATCH` slices, as fast per slice as larger ones while the activation memory stays small.
     """

@@ -6,7 +6,7 @@ CT, then compare with the fp32 model on the example CT's other slices: milliseco
 and the Dice of the thresholded masks. Two variants: every layer int8, and the decoder half int8 (the first
 three encoder blocks, the layers measured most sensitive, stay fp32). Run by hand (needs the `onnx` package):
 
-    python Testing/int8_probe.py            # prints a markdown table; results are in Testing/BENCHMARK.md
+    python Testing/benchmarks/int8_probe.py   # prints a markdown table; results are in Testing/benchmarks/BENCHMARK.md
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """What coarse-to-fine would cost with a model that finds only the organ: a projection, run by hand.
 
-On the 512x512x800 whole-body layout of Testing/benchmark.py, the bundled model's full pass gives the final
+On the 512x512x800 whole-body layout of Testing/benchmarks/benchmark.py, the bundled model's full pass gives the final
 (post-processed) mask. An oracle runtime then answers every slice with that final mask, but runs the real
 network on the same batch first, so the seconds include the real network cost. Prints the slices the oracle
 run evaluated, its seconds (network + pasting back + cleaning) and its Dice against the final mask.
 
-    python Testing/oracle_projection.py [--organ liver]
+    python Testing/benchmarks/oracle_projection.py [--organ liver]
 """
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ the exact floor (the slices the final mask covers, at full inference's rate). Ea
 with its own peak memory. The torch path is skipped on the second synthetic CT: full inference costs the
 same per slice whatever the slice shows. Run by hand, not in the test suite:
 
-    python Testing/benchmark.py                      # writes Testing/BENCHMARK.md
-    python Testing/benchmark.py --organs liver --no-torch --output -
-    python Testing/benchmark.py --cases whole-body --no-torch --output -   # one case only
+    python Testing/benchmarks/benchmark.py                      # writes Testing/benchmarks/BENCHMARK.md
+    python Testing/benchmarks/benchmark.py --organs liver --no-torch --output -
+    python Testing/benchmarks/benchmark.py --cases whole-body --no-torch --output -   # one case only
 
 Models: the bundled packages (organseg/bundled/models) of the chosen organs; when none is installed, a quick
 liver and spleen package is trained on the DICOM series first and the report says so.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ORGANSEG_TEST_DATA", REPO.parent / "shared" / "data" / "totalseg_example"))
 PATHS = {"torch full": ("torch", "full"), "ORT full": ("onnx", "full"), "ORT coarse-to-fine": ("onnx", "coarse-to-fine"),
          "ORT interpolate": ("onnx", "interpolate")}
@@ -83,7 +83,10 @@ def quick_models(folder: Path, steps: int) -> Path:
     from organseg.io import read_ct
     from organseg.model_package import write_package
     from organseg.network import ResUNet2D
-    from organseg.training.loop import state_dict_arrays, train_steps
+    from organseg.training.loop import state_dict_arrays
+
+    sys.path.insert(0, str(REPO))
+    from conftest import train_steps  # the test fixtures' few-step training
     from organseg.training.slices import organ_slices
 
     ct = read_ct(DATA / "example_ct_dicom")
@@ -171,7 +174,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
         print("no bundled model for these organs: training quick liver/spleen packages", file=sys.stderr)
         models, organs = quick_models(tmp / "models", args.train_steps), list(TS_LABELS)
         note = f"QUICK models trained here for {args.train_steps} steps on the DICOM series (not the bundled ones)"
-    lines = ["# Inference speed on the CPU (Testing/benchmark.py)", "", *machine(),
+    lines = ["# Inference speed on the CPU (Testing/benchmarks/benchmark.py)", "", *machine(),
              f"- models: {note} ({', '.join(organs)})", ""]
     real = sitk.ReadImage(str(DATA / "example_ct.nii.gz"))
     fine = resampled(real)
@@ -233,7 +236,7 @@ def main() -> int:
     parser.add_argument("--cases", default="real,tiled,whole-body", help="CTs to run (default: all three)")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch path")
     parser.add_argument("--train-steps", type=int, default=60, help="steps of the quick models if none is bundled")
-    parser.add_argument("--output", default=str(REPO / "Testing" / "BENCHMARK.md"), help="report file, or -")
+    parser.add_argument("--output", default=str(Path(__file__).with_name("BENCHMARK.md")), help="report file, or -")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("--ct", "--path", "--models", "--masks"):
         parser.add_argument(name, help=argparse.SUPPRESS)
