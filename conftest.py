@@ -17,6 +17,31 @@ DATA = Path(os.environ.get("ORGANSEG_TEST_DATA", REPO.parent / "shared" / "data"
 TS_LIVER, TS_SPLEEN = 5, 1
 
 
+def train_steps(net, inputs: np.ndarray, targets: np.ndarray, steps: int, batch_size: int = 8, lr: float = 1e-3,
+                seed: int = 0) -> list[float]:
+    """Train `net` in place for `steps` Adam steps on float inputs/targets (n, H, W) with the library's loss; the
+    loss of each step. Tiny models for tests and the benchmark's quick models, not a training run."""
+    import torch
+
+    from organseg.training.loop import dice_bce_loss
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    losses = []
+    for _ in range(steps):
+        idx = rng.choice(len(inputs), batch_size, replace=len(inputs) < batch_size)
+        x, y = (torch.from_numpy(np.ascontiguousarray(a[idx], dtype=np.float32)[:, None]) for a in (inputs, targets))
+        optimiser.zero_grad()
+        loss = dice_bce_loss(net(x), y)
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    net.eval()
+    return losses
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The TotalSegmentator example fixtures (real CT), or skip."""
@@ -55,7 +80,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, dicom_ct, ts_labels) -
     import SimpleITK as sitk
     from organseg.model_package import write_package
     from organseg.network import ResUNet2D
-    from organseg.training.loop import state_dict_arrays, train_steps
+    from organseg.training.loop import state_dict_arrays
     from organseg.training.slices import organ_slices
 
     models = tmp_path_factory.mktemp("models")

@@ -306,13 +306,13 @@ class OrganSegTest(ScriptedLoadableModuleTest):
                          sh.GetItemParent(sh.GetItemByDataNode(volume)))
         segment_id, key = next(iter(segments.items()))
         mask = segment_mask(run.segmentation_node, segment_id, volume)
-        if mask.any():
-            first = int(np.flatnonzero(mask.any(axis=(1, 2)))[0])
-            removed = int(mask[first].sum())
-            mask[first] = False
-            set_organ_segment(run.segmentation_node, organ(key), OrganMask.from_full(mask), volume)
-            logic.recompute_table(run.segmentation_node)
-            self.assertEqual(table_rows(run.table_node)[0]["voxels"], rows[0]["voxels"] - removed)
+        self.assertTrue(mask.any(), f"{key}: the bundled model found nothing on the example CT")
+        first = int(np.flatnonzero(mask.any(axis=(1, 2)))[0])
+        removed = int(mask[first].sum())
+        mask[first] = False
+        set_organ_segment(run.segmentation_node, organ(key), OrganMask.from_full(mask), volume)
+        logic.recompute_table(run.segmentation_node)
+        self.assertEqual(table_rows(run.table_node)[0]["voxels"], rows[0]["voxels"] - removed)
 
     def test_cancel_keeps_consistent_state(self):
         from organseg_slicer.segments import organ_segments

@@ -1,8 +1,8 @@
-"""Volume nodes <-> SimpleITK images and oriented image data, geometry exact.
+"""Volume nodes -> SimpleITK images, and masks <-> oriented image data, geometry exact.
 
 Slicer's volume nodes hold voxels as vtkImageData (i fastest, i.e. a (k, j, i) numpy array) and their
-geometry as an IJK-to-RAS matrix; SimpleITK images are in LPS. Both conversions go through
-`organseg.io.ijk_to_ras` and its inverse here, so origin, spacing and direction survive a round trip.
+geometry as an IJK-to-RAS matrix; SimpleITK images are in LPS. `image_from_volume` inverts
+`organseg.io.ijk_to_ras`, so origin, spacing and direction survive (the tests load images the other way).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import vtk
 from vtk.util import numpy_support
 
 from organseg.errors import InputError
-from organseg.io import LPS_TO_RAS, ijk_to_ras
+from organseg.io import LPS_TO_RAS
 
 
 def matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
@@ -57,21 +57,6 @@ def image_from_volume(volume_node: slicer.vtkMRMLVolumeNode) -> sitk.Image:
     image.SetDirection((LPS_TO_RAS @ axes / spacing).ravel().tolist())
     image.SetOrigin((LPS_TO_RAS @ ijk_to_ras_matrix[:3, 3]).tolist())
     return image
-
-
-def volume_from_image(scene: slicer.vtkMRMLScene, image: sitk.Image, name: str,
-                      class_name: str = "vtkMRMLScalarVolumeNode") -> slicer.vtkMRMLVolumeNode:
-    """A new volume node in the scene holding a copy of the image, geometry from `ijk_to_ras`."""
-    array = sitk.GetArrayFromImage(image)
-    image_data = vtk.vtkImageData()
-    image_data.SetDimensions(image.GetSize())
-    vtk_array = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
-    image_data.GetPointData().SetScalars(vtk_array)
-    node = scene.AddNewNodeByClass(class_name, name)
-    node.SetAndObserveImageData(image_data)
-    node.SetIJKToRASMatrix(numpy_to_matrix(ijk_to_ras(image)))
-    node.CreateDefaultDisplayNodes()
-    return node
 
 
 def oriented_image(array: np.ndarray, ijk_to_ras_matrix: np.ndarray,

@@ -31,10 +31,35 @@ def scene():
     return slicer.vtkMRMLScene()
 
 
+def volume_from_image(scene, image, name: str):
+    """A new scalar volume node in the scene holding a copy of a SimpleITK image, geometry from `ijk_to_ras`
+    (as Slicer's volume reader makes it; the module itself never loads volumes)."""
+    import SimpleITK as sitk
+    import vtk
+    from vtk.util import numpy_support
+
+    from organseg.io import ijk_to_ras
+    from organseg_slicer.volumes import numpy_to_matrix
+
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(image.GetSize())
+    image_data.GetPointData().SetScalars(numpy_support.numpy_to_vtk(sitk.GetArrayFromImage(image).ravel(), deep=True))
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetAndObserveImageData(image_data)
+    node.SetIJKToRASMatrix(numpy_to_matrix(ijk_to_ras(image)))
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+@pytest.fixture
+def add_volume(scene):
+    """`add_volume(image, name)`: a SimpleITK image as a new scalar volume node of the scene."""
+    return lambda image, name: volume_from_image(scene, image, name)
+
+
 @pytest.fixture
 def ct_volume(scene, dicom_ct):
     """The real DICOM CT series in a scalar volume node, under Patient/Study in subject hierarchy."""
-    from organseg_slicer.volumes import volume_from_image
     node = volume_from_image(scene, dicom_ct, "CT")
     sh = scene.GetSubjectHierarchyNode()
     patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient")

@@ -18,6 +18,7 @@ pytest.importorskip("slicer", reason="slicer-core is not installed (pip install 
 import slicer  # noqa: E402
 
 from organseg.catalogue import organ  # noqa: E402
+from organseg.errors import OutputError  # noqa: E402
 from organseg.model_package import ModelStore  # noqa: E402
 from organseg.result import OrganMask  # noqa: E402
 from organseg.segmenter import Segmenter  # noqa: E402
@@ -25,7 +26,7 @@ from organseg_slicer.logic import OrganSegLogic, Options  # noqa: E402
 from organseg_slicer.segments import (ORGAN_TAG, organ_segments, segment_mask, segment_tag,  # noqa: E402
                                       set_organ_segment, terminology_entry)
 from organseg_slicer.table import table_rows  # noqa: E402
-from organseg_slicer.volumes import image_from_volume, volume_from_image, volume_ijk_to_ras  # noqa: E402
+from organseg_slicer.volumes import image_from_volume, volume_ijk_to_ras  # noqa: E402
 
 MODULE = Path(__file__).resolve().parents[2]
 TS_LIVER, TS_SPLEEN = 5, 1
@@ -47,7 +48,7 @@ def sh_parent(scene, node):
     return sh.GetItemParent(sh.GetItemByDataNode(node))
 
 
-def test_volume_geometry_matches_slicer_reader_and_round_trips(scene, data_dir, dicom_ct):
+def test_volume_geometry_matches_slicer_reader_and_round_trips(scene, add_volume, data_dir, dicom_ct):
     from organseg.io import ijk_to_ras, read_ct
     path = data_dir / "example_ct.nii.gz"
     by_slicer = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "read by Slicer")
@@ -55,12 +56,12 @@ def test_volume_geometry_matches_slicer_reader_and_round_trips(scene, data_dir, 
     storage.SetFileName(str(path))
     assert storage.ReadData(by_slicer)
     image = read_ct(path)
-    ours = volume_from_image(scene, image, "ours")
+    ours = add_volume(image, "ours")
     np.testing.assert_allclose(volume_ijk_to_ras(ours), volume_ijk_to_ras(by_slicer), atol=1e-4)
     np.testing.assert_allclose(volume_ijk_to_ras(ours), ijk_to_ras(image), atol=0)
     assert np.array_equal(sitk.GetArrayFromImage(image_from_volume(by_slicer)), sitk.GetArrayFromImage(image))
     for original in (image, dicom_ct):
-        back = image_from_volume(volume_from_image(scene, original, "round trip"))
+        back = image_from_volume(add_volume(original, "round trip"))
         np.testing.assert_allclose(back.GetOrigin(), original.GetOrigin(), atol=1e-9)
         np.testing.assert_allclose(back.GetSpacing(), original.GetSpacing(), atol=1e-12)
         np.testing.assert_allclose(back.GetDirection(), original.GetDirection(), atol=1e-12)
@@ -272,7 +273,7 @@ def test_dicom_export_references_the_source_series(scene, ct_volume, ts_labels, 
         assert int(ds.pixel_array.astype(bool).sum()) == sum(int(m.sum()) for m in masks.values())
         referenced = {str(i.ReferencedSOPInstanceUID) for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced and referenced <= set(files)
-    with pytest.raises(Exception, match="exists"):
+    with pytest.raises(OutputError, match="exists"):
         export(node, ct_volume, kind, out, Database())
 
 

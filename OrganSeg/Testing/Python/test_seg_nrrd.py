@@ -17,7 +17,6 @@ from organseg.catalogue import organ  # noqa: E402
 from organseg.cli import main  # noqa: E402
 from organseg.export.seg_nrrd import FILE_NAME, write_seg_nrrd  # noqa: E402
 from organseg_slicer.segments import organ_segments, segment_mask, segment_tag, terminology_entry  # noqa: E402
-from organseg_slicer.volumes import volume_from_image  # noqa: E402
 
 TS_LIVER, TS_SPLEEN = 5, 1
 
@@ -31,8 +30,8 @@ def load_in_slicer(scene, path):
     return node
 
 
-def check_against_masks(scene, node, reference, masks):
-    volume = volume_from_image(scene, reference, "reference")
+def check_against_masks(add_volume, node, reference, masks):
+    volume = add_volume(reference, "reference")
     segmentation = node.GetSegmentation()
     assert sorted(organ_segments(node).values()) == sorted(masks)
     for segment_id, key in organ_segments(node).items():
@@ -43,7 +42,7 @@ def check_against_masks(scene, node, reference, masks):
         assert np.array_equal(segment_mask(node, segment_id, volume), masks[key]), key
 
 
-def test_overlapping_real_organs_keep_every_voxel(scene, tmp_path, dicom_ct, ts_labels):
+def test_overlapping_real_organs_keep_every_voxel(scene, add_volume, tmp_path, dicom_ct, ts_labels):
     labels = sitk.GetArrayFromImage(ts_labels)
     liver, spleen = labels == TS_LIVER, labels == TS_SPLEEN
     # a third organ overlapping the liver, so the file needs a second layer
@@ -51,10 +50,10 @@ def test_overlapping_real_organs_keep_every_voxel(scene, tmp_path, dicom_ct, ts_
              | liver & (np.arange(liver.shape[2]) < 256)}
     assert (masks["gallbladder"] & liver).any() and all(m.sum() > 1000 for m in masks.values())
     write_seg_nrrd(masks, dicom_ct, tmp_path / FILE_NAME)
-    check_against_masks(scene, load_in_slicer(scene, tmp_path / FILE_NAME), dicom_ct, masks)
+    check_against_masks(add_volume, load_in_slicer(scene, tmp_path / FILE_NAME), dicom_ct, masks)
 
 
-def test_command_line_result_opens_in_slicer_like_a_panel_run(scene, tmp_path, data_dir, tiny_models):
+def test_command_line_result_opens_in_slicer_like_a_panel_run(scene, add_volume, tmp_path, data_dir, tiny_models):
     out = tmp_path / "out"
     assert main(["segment", str(data_dir / "example_ct.nii.gz"), "-o", str(out), "--organs", "liver,spleen",
                  "--models", str(tiny_models), "--device", "cpu"]) == 0
@@ -62,4 +61,4 @@ def test_command_line_result_opens_in_slicer_like_a_panel_run(scene, tmp_path, d
     masks = {key: sitk.GetArrayFromImage(sitk.ReadImage(str(out / "masks" / f"{key}.nii.gz"))) > 0
              for key in ("liver", "spleen")}
     assert any(m.any() for m in masks.values())
-    check_against_masks(scene, load_in_slicer(scene, out / FILE_NAME), ct, masks)
+    check_against_masks(add_volume, load_in_slicer(scene, out / FILE_NAME), ct, masks)

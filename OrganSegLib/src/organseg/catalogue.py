@@ -148,7 +148,6 @@ ORGANS: tuple[Organ, ...] = (
 _BY_KEY = {o.key: o for o in ORGANS}
 _BY_LABEL = {o.label: o for o in ORGANS}
 REGIONS = ("head", "thorax", "abdomen", "pelvis", "skeleton")
-ANCHORS = tuple(o.key for o in ORGANS if o.anchor)
 
 
 def organ(key: str) -> Organ:

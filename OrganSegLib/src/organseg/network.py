@@ -53,8 +53,3 @@ class ResUNet2D(nn.Module):
         for up, decoder, skip in zip(self.ups, self.decoders, skips[-2::-1]):
             x = decoder(torch.cat([up(x), skip], dim=1))
         return self.head(x)
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from organseg import __version__
 from organseg.atomic import remove_stale, signals_deferred, temp_dir, temp_kind
-from organseg.catalogue import organ
+from organseg.catalogue import CATEGORY, organ
 from organseg.errors import OutputError
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
 from organseg.io import atomic_write_image, output_path
@@ -72,9 +72,12 @@ def labels_table(result: Result) -> list[dict]:
     for key in result.masks:
         o = organ(key)
         rows.append({"label": o.label, "organ": o.key, "name": o.display_name, "colour": list(o.colour),
-                     "snomed_category": {"scheme": "SCT", "code": "123037004", "meaning": "Anatomical Structure"},
-                     "snomed_type": {"scheme": "SCT", "code": o.snomed_code, "meaning": o.snomed_meaning}})
+                     "snomed_category": _coded(CATEGORY), "snomed_type": _coded(o.snomed_type)})
     return sorted(rows, key=lambda r: r["label"])
+
+
+def _coded(triple: tuple[str, str, str]) -> dict[str, str]:
+    return dict(zip(("scheme", "code", "meaning"), triple))
 
 
 def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwrite: bool = False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from organseg.catalogue import ORGANS
+from organseg.catalogue import CATEGORY, ORGANS
 from organseg.commands.options import add_models_option, model_store
 from organseg.postprocess import rule
 
@@ -20,8 +20,8 @@ def run(args: argparse.Namespace) -> int:
     store = model_store(args)
     installed = store.available()
     rows = [{"organ": o.key, "label": o.label, "name": o.display_name, "region": o.region,
-             "colour": "#%02x%02x%02x" % o.colour, "snomed_category": "SCT 123037004 Anatomical Structure",
-             "snomed_type": f"SCT {o.snomed_code} {o.snomed_meaning}", "anchor": o.anchor,
+             "colour": "#%02x%02x%02x" % o.colour, "snomed_category": " ".join(CATEGORY),
+             "snomed_type": " ".join(o.snomed_type), "anchor": o.anchor,
              "anchor_rules_need": list(rule(o.key).anchors), "min_extent_mm": o.min_extent_mm,
              "model": f"v{max(installed[o.key])}" if o.key in installed else None} for o in ORGANS]
     if args.json:

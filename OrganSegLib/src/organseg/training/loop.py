@@ -49,24 +49,6 @@ def _tensor(batch: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)[:, None])
 
 
-def train_steps(net: ResUNet2D, inputs: np.ndarray, targets: np.ndarray, steps: int, batch_size: int = 8,
-                lr: float = 1e-3, seed: int = 0, augment: Augment | None = None) -> list[float]:
-    """Train `net` in place for `steps` Adam steps on float inputs/targets (n, H, W); the loss of each step."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    losses = []
-    for _ in range(steps):
-        idx = rng.choice(len(inputs), batch_size, replace=len(inputs) < batch_size)
-        x, y = _tensor(inputs[idx]), _tensor(targets[idx])
-        if augment is not None:
-            x, y = augment(x, y, rng)
-        losses.append(_step(net, optimiser, x, y))
-    net.eval()
-    return losses
-
-
 def state_dict_arrays(net: nn.Module) -> dict[str, np.ndarray]:
     """The network's state dict as numpy arrays, for a model package."""
     return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
