@@ -17,8 +17,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.evaluation.labelmaps import on_grid, organ_label_ids, read_label_names
+from organseg.grid import on_grid
 from organseg.io import read_ct
+from organseg.labelmaps import organ_label_ids, read_label_names
 from organseg.masks import axial_extent
 from organseg.plausibility import Scan, flags_of, measure
 

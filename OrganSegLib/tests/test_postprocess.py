@@ -2,12 +2,12 @@
 import numpy as np
 
 from organseg.catalogue import ORGANS
-from organseg.postprocess import RULES, AnchorRules, clean_components, clean_organ
+from organseg.postprocess import AnchorRules, clean_components, clean_organ, rule
 
 
 def test_every_rule_names_only_anchor_organs():
     anchors = {o.key for o in ORGANS if o.anchor}
-    assert all(set(rule.anchors) <= anchors for rule in RULES.values())
+    assert all(set(rule(o.key).anchors) <= anchors for o in ORGANS)
 
 
 def test_gallbladder_needs_the_liver_and_switching_its_rule_off_drops_the_need():
@@ -89,7 +89,7 @@ def test_cleaning_slab_by_slab_equals_cleaning_the_whole_volume():
     mask[34:40, 5:15, 40:55] = True  # a second slab, with a hole
     mask[36, 8:11, 45:48] = False
     mask[45:58:3, 30:33, 2:5] = True  # stray one-slice findings
-    for rule in ("liver", "kidneys", "bones", "colon", "lungs"):
-        expected = _whole_volume_cleaning(mask, RULES[rule], voxel_ml=0.01)
-        assert (clean_components(mask, RULES[rule], voxel_ml=0.01) == expected).all(), rule
+    for key in ("liver", "kidneys", "bones", "colon", "lungs"):
+        expected = _whole_volume_cleaning(mask, rule(key), voxel_ml=0.01)
+        assert (clean_components(mask, rule(key), voxel_ml=0.01) == expected).all(), key
     assert not clean_organ("liver", np.zeros((4, 4, 4), dtype=bool), 0.01).any()

@@ -104,7 +104,8 @@ def quick_models(folder: Path, steps: int) -> Path:
 def worker(args: argparse.Namespace) -> int:
     """One run in its own process: segment the CT with one path, save masks, print timings as JSON."""
     from organseg import runtime
-    from organseg.segmenter import Progress, Segmenter
+    from organseg.result import Progress
+    from organseg.segmenter import Segmenter
 
     engine, strategy = PATHS[args.path]
     runtime_class = runtime.OrtRuntime if engine == "onnx" else runtime.TorchRuntime
