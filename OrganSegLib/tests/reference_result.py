@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import organ
-from organseg.segmenter import OrganMask, Result
+from organseg.result import OrganMask, Result
 from organseg.stats import organ_stats
 
 
