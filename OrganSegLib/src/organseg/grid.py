@@ -1,22 +1,26 @@
 """Voxel grids: whether two images share one, and putting an image onto another's grid.
 
-`same_grid` is the one comparison of grids in the library (label maps against a CT, masks against a DICOM
-series), with one tolerance: equal sizes, spacing within 1e-4 relative, origin within a thousandth of the
-largest voxel side, direction cosines within 1e-4. That absorbs the rounding of float32 NIfTI headers and
-DICOM decimal strings, never a real shift.
+One tolerance for every comparison of grids in the library (`same_grid` here for label maps against a CT,
+`orientation.array_on_grid` for masks against a DICOM series): equal sizes, spacing within SPACING_RTOL
+relative, origin within ORIGIN_VOXELS of the largest voxel side, direction cosines within DIRECTION_ATOL.
+That absorbs the rounding of float32 NIfTI headers and DICOM decimal strings, never a real shift.
 """
 from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
 
+SPACING_RTOL = 1e-4
+ORIGIN_VOXELS = 1e-3
+DIRECTION_ATOL = 1e-4
+
 
 def same_grid(image: sitk.Image, reference: sitk.Image) -> bool:
     """Whether `image` lies on the reference's voxel grid (size, spacing, origin, direction), up to rounding."""
     return (image.GetSize() == reference.GetSize()
-            and np.allclose(image.GetSpacing(), reference.GetSpacing(), rtol=1e-4)
-            and np.allclose(image.GetOrigin(), reference.GetOrigin(), atol=1e-3 * max(reference.GetSpacing()))
-            and np.allclose(image.GetDirection(), reference.GetDirection(), atol=1e-4))
+            and np.allclose(image.GetSpacing(), reference.GetSpacing(), rtol=SPACING_RTOL)
+            and np.allclose(image.GetOrigin(), reference.GetOrigin(), atol=ORIGIN_VOXELS * max(reference.GetSpacing()))
+            and np.allclose(image.GetDirection(), reference.GetDirection(), atol=DIRECTION_ATOL))
 
 
 def on_grid(image: sitk.Image, reference: sitk.Image) -> sitk.Image:

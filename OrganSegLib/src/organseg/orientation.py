@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.errors import InputError
+from organseg.grid import DIRECTION_ATOL, ORIGIN_VOXELS, SPACING_RTOL
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,18 @@ def array_on_grid(image: sitk.Image, reference: sitk.Image) -> np.ndarray | None
     ref = np.array(reference.GetDirection(), dtype=float).reshape(3, 3)
     cosines = own.T @ ref  # [i, j]: image axis i against reference axis j
     target = np.argmax(np.abs(cosines), axis=1)
-    if sorted(target) != [0, 1, 2] or np.any(np.abs(cosines[range(3), target]) < 1 - 1e-4):
+    if sorted(target) != [0, 1, 2] or np.any(np.abs(cosines[range(3), target]) < 1 - DIRECTION_ATOL):
         return None
     signs = np.sign(cosines[range(3), target])
     for i, j in enumerate(target):
         if (image.GetSize()[i] != reference.GetSize()[j]
-                or not np.isclose(image.GetSpacing()[i], reference.GetSpacing()[j], rtol=1e-4)):
+                or not np.isclose(image.GetSpacing()[i], reference.GetSpacing()[j], rtol=SPACING_RTOL)):
             return None
     corner = [0, 0, 0]
     for i, j in enumerate(target):
         corner[j] = 0 if signs[i] > 0 else reference.GetSize()[j] - 1
     start = reference.TransformIndexToPhysicalPoint([int(c) for c in corner])
-    if not np.allclose(start, image.GetOrigin(), atol=1e-3 * max(reference.GetSpacing())):
+    if not np.allclose(start, image.GetOrigin(), atol=ORIGIN_VOXELS * max(reference.GetSpacing())):
         return None
     array = sitk.GetArrayFromImage(image)  # array axis 2 - i is image axis i
     out = np.transpose(array, [2 - int(np.where(target == 2 - b)[0][0]) for b in range(3)])
