@@ -17,9 +17,9 @@ import SimpleITK as sitk
 from organseg.catalogue import ORGANS, organ
 from organseg.dicom_series import Series
 from organseg.errors import InputError
-from organseg.evaluation.labelmaps import read_label_names
 from organseg.export.source import array_on_series_grid
 from organseg.io import IMAGE_SUFFIXES
+from organseg.labelmaps import read_label_names
 
 log = logging.getLogger(__name__)
 
