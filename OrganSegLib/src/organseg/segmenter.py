@@ -57,7 +57,8 @@ class Segmenter:
         """Post-processing's anchor policy for this segmenter's switches (no boxes without post-processing)."""
         return pp.AnchorRules(self.anchor_rules, self.postprocess)
 
-    def plan(self, organs: str | list[str] | None) -> tuple[list[ModelPackage], list[str], list[str]]:
+    def plan(self, organs: str | list[str] | tuple[str, ...] | None
+             ) -> tuple[list[ModelPackage], list[str], list[str]]:
         """Verified packages for the organs plus the anchors their rules need; (packages, added, warnings).
 
         None or 'all' means every organ that has a model (the others are named in a warning); an organ
@@ -87,7 +88,7 @@ class Segmenter:
                              "train one with `organseg train` or pass --models DIR")
         return have, [k for k in keys if k not in available]
 
-    def segment(self, image: sitk.Image, organs: str | list[str] | None,
+    def segment(self, image: sitk.Image, organs: str | list[str] | tuple[str, ...] | None,
                 progress: Callable[[Progress], None] | None = None,
                 cancel: Callable[[], bool] | None = None, source: str = "image") -> Result:
         """Segment the organs (names, comma string or None for all) of a CT image in HU.
