@@ -63,7 +63,7 @@ _BONES = _VERTEBRAE + _RIBS + (
     "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "skull", "sternum")
 
 #: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.plausibility);
-#: set from tissue values and checked on the real CTs (Testing/PLAUSIBILITY.md).
+#: set from tissue values and checked on the real CTs (Testing/benchmarks/PLAUSIBILITY.md).
 HU_SOFT = (-40.0, 200.0)  #: parenchyma: fat is about -100, cancellous bone 200 and more
 HU_FATTY = (-150.0, 200.0)  #: small, thin or fat-infiltrated organs (adrenals, pancreas, thymus, esophagus)
 HU_KIDNEY = (-40.0, 400.0)  #: cortex and medulla enhance to about 200-300 HU; excreted contrast in the pelvis

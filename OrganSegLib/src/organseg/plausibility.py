@@ -3,7 +3,7 @@
 Nobody looks at every mask of a cohort, so a wrong mask must say so itself. Each mask is checked against what
 OrganSeg knows without a reference: the catalogue's adult volume range, tissue HU range and body side; the body
 contour; the axial window the anchor rules allow, from the anchor organs of the same result; the image's edges.
-Flags never change a mask. The thresholds were set on the real CTs (Testing/plausibility_calibration.py) and
+Flags never change a mask. The thresholds were set on the real CTs (Testing/benchmarks/plausibility_calibration.py) and
 are listed with the volume sources in the README ("Plausibility flags").
 """
 from __future__ import annotations

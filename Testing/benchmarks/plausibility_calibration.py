@@ -4,7 +4,7 @@ Good masks: the manual spinal cord and esophagus contours of OpenKBP head-and-ne
 map of the 20-slice DICOM series. Any number of `organseg segment` result folders (CT named in their stats.json)
 are measured too, e.g. the bundled models on the abdominal example and on head-and-neck CTs:
 
-    python Testing/plausibility_calibration.py --data ../shared/data --openkbp 40 --results RESULT_DIR...
+    python Testing/benchmarks/plausibility_calibration.py --data ../shared/data --openkbp 40 --results RESULT_DIR...
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def summary(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
     parser.add_argument("--openkbp", type=int, default=40, help="OpenKBP cases to measure (lowest numbers)")
     parser.add_argument("--results", type=Path, nargs="*", default=[], help="result folders of organseg segment")
     args = parser.parse_args()
