@@ -50,7 +50,8 @@ def corpus(tmp_path_factory, data_dir, dicom_ct, ts_labels) -> tuple[Path, dict[
     _copy_dicom(dicom_slices, root / "dicom")
     labels = ts_labels[:, :, 8:12]
     return root, {**_segment_cases(root, ct, dicom_slices), **_dicom_cases(root, dicom_slices),
-                  **_export_cases(root, data_dir, labels), **_batch_cases(root), **_evaluate_cases(root, labels)}
+                  **_export_cases(root, data_dir, labels), **_batch_cases(root),
+                  **_evaluate_cases(root, data_dir, labels)}
 
 
 def _copy_dicom(files, folder, change=None):
@@ -394,16 +395,59 @@ def _batch_cases(root):
         (d / "cts" / "notes.txt").write_text("none yet")
         return Case(["batch", str(d / "cts"), "-o", str(d / "out")], 2, "holds no CT image file", "cts")
 
-    return {f.__name__: f for f in (one_bad_among_good, folder_without_cts)}
+    def output_is_the_input_dicom(d):
+        shutil.copytree(root / "dicom", d / "ct")
+        return Case(["batch", str(d / "ct"), "-o", str(d / "ct"), "--organs", "liver"], 4,
+                    "inside the input DICOM folder", "ct")
+
+    def rerun_with_other_organs(d):
+        shutil.copy(root / "ct.nii.gz", d / "a.nii.gz")
+        assert main(["batch", str(d / "a.nii.gz"), "-o", str(d / "out"), "--organs", "liver"]) == 0
+
+        def check():
+            row = (d / "out" / "batch_summary.csv").read_text().splitlines()[1]
+            assert ",failed," in row and "not spleen" in row and "--overwrite" in row
+        return Case(["batch", str(d / "a.nii.gz"), "-o", str(d / "out"), "--organs", "spleen"], 1,
+                    written=d / "out" / "batch_summary.csv", check=check)
+
+    return {f.__name__: f for f in (one_bad_among_good, folder_without_cts, output_is_the_input_dicom,
+                                    rerun_with_other_organs)}
 
 
-def _evaluate_cases(root, labels):
+def _evaluate_cases(root, data_dir, labels):
     def missing_prediction(d):
         _write(labels, d / "ref.nii.gz")
         return Case(["evaluate", "--pred", str(d / "nothing"), "--ref", str(d / "ref.nii.gz"), "-o", str(d / "e")],
                     2, "no such", "nothing")
 
-    return {f.__name__: f for f in (missing_prediction,)}
+    def prediction(d):
+        (d / "pred" / "masks").mkdir(parents=True)
+        _write(sitk.Cast(labels == 5, sitk.sitkUInt8), d / "pred" / "masks" / "liver.nii.gz")
+        return d / "pred"
+
+    def two_label_map(d, shift=0.0):
+        array = sitk.GetArrayFromImage(labels)
+        image = _image(np.where(np.isin(array, [1, 5]), array, 0).astype(np.uint8), labels)
+        image.SetOrigin([o + shift for o in labels.GetOrigin()])
+        return _write(image, d / "ts.nii.gz")
+
+    def foreign_reference(d):
+        return Case(["evaluate", "--pred", str(prediction(d)), "--ref", str(two_label_map(d)), "-o", str(d / "e")],
+                    2, "values mean nothing without their names", "ts.nii.gz")
+
+    def foreign_reference_with_labels(d):
+        def check():
+            row = next(r for r in (d / "e" / "metrics.csv").read_text().splitlines() if ",liver," in r)
+            assert ",1.0," in row or ",1," in row, row
+        return Case(["evaluate", "--pred", str(prediction(d)), "--ref", str(two_label_map(d)), "--ref-labels",
+                     str(data_dir / TS_JSON), "-o", str(d / "e")], 0, written=d / "e", check=check)
+
+    def reference_elsewhere(d):
+        return Case(["evaluate", "--pred", str(prediction(d)), "--ref", str(two_label_map(d, 5000.0)), "--ref-labels",
+                     str(data_dir / TS_JSON), "-o", str(d / "e")], 2, "does not overlap", "ts.nii.gz")
+
+    return {f.__name__: f for f in (missing_prediction, foreign_reference, foreign_reference_with_labels,
+                                    reference_elsewhere)}
 
 
 KINDS = ["truncated", "empty", "two_d", "four_d", "rgb", "mr_like", "one_slice", "oblique", "unsupported", "missing",
@@ -412,7 +456,9 @@ KINDS = ["truncated", "empty", "two_d", "four_d", "rgb", "mr_like", "one_slice",
          "other_filesystem_output", "missing_slice", "gantry_tilt", "mixed_series", "not_ct",
          "no_dicom", "output_inside_dicom", "off_grid", "foreign_map", "flipped_map_with_labels", "only_empty_masks",
          "export_exists", "export_into_dicom", "corrupt_mask", "duplicated_dicom_file", "no_frame_of_reference",
-         "enhanced_multiframe", "one_bad_among_good", "folder_without_cts", "missing_prediction"]
+         "enhanced_multiframe", "one_bad_among_good", "folder_without_cts", "output_is_the_input_dicom",
+         "rerun_with_other_organs", "missing_prediction", "foreign_reference", "foreign_reference_with_labels",
+         "reference_elsewhere"]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
