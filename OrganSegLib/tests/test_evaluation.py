@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -124,6 +125,8 @@ def test_evaluate_cli_on_tiny_cases(tmp_path, capsys):
         _write(ref == 6, tmp_path / "pred" / f"case{i}" / "masks" / "spleen.nii.gz")
         _write(rng.random(ref.shape) < 0.01, tmp_path / "raw" / f"case{i}" / "masks" / "spleen.nii.gz")
         expected[f"case{i}"] = (organ_metrics(raw, liver, (2.0, 1.0, 1.0)), organ_metrics(post, liver, (2.0, 1.0, 1.0)))
+    (tmp_path / "ref" / "labels.json").write_text(json.dumps([{"label": 1, "organ": "liver"},
+                                                             {"label": 6, "organ": "spleen"}]))  # as OrganSeg's
     out = tmp_path / "eval"
     args = ["evaluate", "--pred", str(tmp_path / "pred"), "--pred-raw", str(tmp_path / "raw"),
             "--ref", str(tmp_path / "ref"), "-o", str(out)]

@@ -172,10 +172,15 @@ def segment_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOpt
     case = outdir.name if case is None else case
     if not options.overwrite and holds_results(outdir):
         try:
-            return CaseRow(case, str(ct), DONE_BEFORE, volumes_ml=volumes_of(outdir))
+            done = volumes_of(outdir)
         except (OSError, ValueError, KeyError):
             raise OutputError(f"{outdir}: holds results without a readable stats.json; remove the folder to "
                               "segment it again") from None
+        missing = [key for key in options.organs if key not in done]
+        if missing:
+            raise OutputError(f"{outdir}: holds results of {', '.join(done) or 'no organ'} but not "
+                              f"{', '.join(missing)}; pass --overwrite to segment it again with these organs")
+        return CaseRow(case, str(ct), DONE_BEFORE, volumes_ml=done)
     t0 = time.perf_counter()
     writers = dicom_writers(ct, outdir, None, list(options.dicom_types))
     image = read_ct(ct, resample_irregular=options.resample_irregular)

@@ -29,3 +29,19 @@ def on_grid(image: sitk.Image, reference: sitk.Image) -> sitk.Image:
     if same_grid(image, reference):
         return image
     return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+
+
+def extent(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest physical coordinates (LPS mm) the image's voxels cover, edges included."""
+    size = np.array(image.GetSize())
+    corners = np.array([[c * (s - 1) for c, s in zip(bits, size)] for bits in np.ndindex(2, 2, 2)], dtype=float)
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    points = np.array(image.GetOrigin()) + corners * np.array(image.GetSpacing()) @ direction.T
+    half = np.abs(direction * np.array(image.GetSpacing())).sum(axis=1) / 2
+    return points.min(axis=0) - half, points.max(axis=0) + half
+
+
+def overlap(image: sitk.Image, reference: sitk.Image) -> bool:
+    """Whether the two images cover any common space (e.g. a reference and a prediction of the same CT)."""
+    (lo_a, hi_a), (lo_b, hi_b) = extent(image), extent(reference)
+    return bool(np.all(lo_a < hi_b) and np.all(lo_b < hi_a))

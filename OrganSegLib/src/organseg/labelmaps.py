@@ -27,6 +27,22 @@ def read_label_names(path: str | Path) -> dict[int, str]:
         raise InputError(f"{path}: not a labels JSON of the form {{\"1\": \"spleen\", ...}} ({err})") from None
 
 
+def map_label_names(path: str | Path, labels: str | Path | None = None, option: str = "--labels") -> dict[int, str]:
+    """Label id -> name of a label map: from the `labels` JSON, else from the `labels.json` OrganSeg writes beside
+    its own map. A map with neither is refused: its values would only be guessed (TotalSegmentator's 1 and 5
+    are spleen and liver, OrganSeg's are liver and kidneys)."""
+    if labels is not None:
+        return read_label_names(labels)
+    path = Path(path)
+    try:
+        rows = json.loads((path.parent / "labels.json").read_text())
+        return {int(row["label"]): str(row["organ"]) for row in rows}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        raise InputError(f"{path}: a label map's values mean nothing without their names, and there is no OrganSeg "
+                         f"labels.json beside it; pass {option} LABELS.json (id -> name, as TotalSegmentator's) or "
+                         "give the OrganSeg result folder") from None
+
+
 def organ_label_ids(organ: Organ, names: dict[int, str] | None, source: str = "labels") -> tuple[int, ...]:
     """Label ids that make up the organ: labels named by one of `Organ.totalsegmentator_names` or by the organ's
     key (an imported data set's whole-organ label) when names are given, else the catalogue label value."""

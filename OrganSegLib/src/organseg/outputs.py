@@ -42,10 +42,10 @@ def check_output_dir(outdir: Path, overwrite: bool) -> None:
         raise OutputError(f"{outdir}: exists and is not a folder")
     if not overwrite and holds_results(outdir):
         raise OutputError(f"{outdir}: already holds results; choose another folder or pass --overwrite")
-    _check_writable(outdir)
+    check_writable(outdir)
 
 
-def _check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
+def check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
     """Write and remove a small file where the results will go; a read-only or full location fails here."""
     where = outdir
     while not where.exists() and where != where.parent:

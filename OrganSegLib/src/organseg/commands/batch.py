@@ -16,9 +16,10 @@ from organseg.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOption
                             run_batch)
 from organseg.catalogue import parse_organs
 from organseg.commands.options import add_segmentation_options, make_segmenter, say_added_anchors
-from organseg.errors import InputError
+from organseg.errors import InputError, OutputError
 from organseg.export.output_types import parse_output_types
 from organseg.input_checks import format_ml
+from organseg.outputs import check_writable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,25 +40,29 @@ def run(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise InputError(f"{args.output}: exists and is not a folder")
     cases = case_names(find_cts(inputs))
+    for ct in cases:
+        if ct.is_dir() and args.output.resolve().is_relative_to(ct.resolve()):
+            raise OutputError(f"{args.output}: inside the input DICOM folder {ct}; write the results elsewhere")
+    check_writable(args.output)
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
     segmenter = make_segmenter(args)
     organs = args.organs if args.organs == "all" else tuple(o.key for o in parse_organs(args.organs))
-    _, added, plan_warnings = segmenter.plan(organs)  # every model present and verified before the first CT
+    packages, added, plan_warnings = segmenter.plan(organs)  # every model present and verified before the first CT
+    organs = tuple(p.organ.key for p in packages if p.organ.key not in added)  # 'all' resolved once
     say_added_anchors(added)
     for warning in plan_warnings:
         print(f"warning: {warning}", file=sys.stderr)
     options = BatchOptions(organs, fmt, tuple(dicom_types), args.overwrite, args.resample_irregular,
                            tuple(plan_warnings))
     rows = []
-    bar = tqdm(total=len(cases), unit="CT", file=sys.stderr)
-    for row in run_batch(cases, args.output, segmenter, options, starting=bar.set_description):
-        rows.append(row)
-        bar.update(1)
-        volumes = ", ".join(f"{k} {format_ml(v)} mL" for k, v in row.volumes_ml.items())
-        detail = row.message if row.status == FAILED else volumes
-        bar.write(f"{row.case}: {row.status}" + (f" in {row.seconds:.1f} s" if row.status == SEGMENTED else "")
-                  + (f" ({detail})" if detail else ""))
-    bar.close()
+    with tqdm(total=len(cases), unit="CT", file=sys.stderr) as bar:  # closed before an interrupt message
+        for row in run_batch(cases, args.output, segmenter, options, starting=bar.set_description):
+            rows.append(row)
+            bar.update(1)
+            volumes = ", ".join(f"{k} {format_ml(v)} mL" for k, v in row.volumes_ml.items())
+            detail = row.message if row.status == FAILED else volumes
+            bar.write(f"{row.case}: {row.status}" + (f" in {row.seconds:.1f} s" if row.status == SEGMENTED else "")
+                      + (f" ({detail})" if detail else ""))
     counts = {status: sum(row.status == status for row in rows) for status in (SEGMENTED, DONE_BEFORE, FAILED)}
     print(f"{len(rows)} CTs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
           + f"; summary in {args.output / SUMMARY}")

@@ -1,9 +1,10 @@
 """Finding evaluation cases: predicted masks (result folders or a live segmentation) and their references.
 
 A mask source is a result folder of `organseg segment` (`masks/<organ>.nii.gz` or `segmentation.nii.gz`),
-a folder of `<organ>.nii.gz` masks, or a label-map file. Label maps use catalogue label values unless a
-labels JSON (TotalSegmentator style) is given. A folder holding several cases has one such entry per case
-(sub-folder `<case>/` or file `<case>.nii.gz`).
+a folder of `<organ>.nii.gz` masks, or a label-map file. A label map's ids are named by a labels JSON
+(TotalSegmentator style) or by the `labels.json` OrganSeg writes beside its own map; without either it is
+refused, not guessed. A folder holding several cases has one such entry per case (sub-folder `<case>/` or
+file `<case>.nii.gz`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import SimpleITK as sitk
 from organseg.catalogue import ORGANS, Organ
 from organseg.errors import InputError
 from organseg.io import IMAGE_SUFFIXES
-from organseg.labelmaps import organ_label_ids, read_image, select_labels
+from organseg.labelmaps import map_label_names, organ_label_ids, read_image, select_labels
 
 #: organ -> its mask on some grid, or None when the source has no such organ.
 MaskGetter = Callable[[Organ], "sitk.Image | None"]
@@ -51,6 +52,8 @@ class MaskSource:
         if self._map is None:
             file = self.path if self.path.is_file() else _image_file(self.path, "segmentation")
             if file is not None:
+                if self.label_names is None:
+                    self.label_names = map_label_names(file, option="--ref-labels")
                 self._map = read_image(file, "label map")
         return self._map
 

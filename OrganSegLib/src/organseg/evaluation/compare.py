@@ -7,9 +7,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import Organ
+from organseg.errors import InputError
 from organseg.evaluation.cases import MaskGetter
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM, organ_metrics
-from organseg.grid import on_grid
+from organseg.grid import extent, on_grid, overlap
 
 #: Variant names: segmentations without and with post-processing, or a single unnamed prediction.
 RAW, POST, PRED = "raw", "post", "pred"
@@ -36,12 +37,22 @@ def compare(predictions: dict[str, dict[str, MaskGetter]], references: dict[str,
                 if pred is None:
                     pred = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
                     pred.CopyInformation(reference)
+                if not overlap(reference, pred):
+                    source = getattr(references[case], "path", case)
+                    raise InputError(f"{source}: the reference of {organ.key} does not overlap the prediction: it "
+                                     f"covers {_span(reference)} mm, the prediction {_span(pred)} mm (LPS); are "
+                                     "they of the same CT?")
                 ref = on_grid(reference, pred)
                 spacing = tuple(float(s) for s in pred.GetSpacing()[::-1])
                 m = organ_metrics(sitk.GetArrayViewFromImage(pred) > 0, sitk.GetArrayViewFromImage(ref) > 0,
                                   spacing, tolerance_mm)
                 rows.append({"case": case, "organ": organ.key, "variant": variant, **m.as_dict()})
     return rows
+
+
+def _span(image: sitk.Image) -> str:
+    lo, hi = extent(image)
+    return " x ".join(f"[{a:.0f}, {b:.0f}]" for a, b in zip(lo, hi))
 
 
 def paired(rows: list[dict], organ: str, metric: str, a: str = RAW, b: str = POST) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ kidneys).
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from organseg.dicom_series import Series
 from organseg.errors import InputError
 from organseg.export.source import array_on_series_grid
 from organseg.io import IMAGE_SUFFIXES
-from organseg.labelmaps import read_label_names
+from organseg.labelmaps import map_label_names
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +76,8 @@ def _from_folder(folder: Path, series: Series) -> dict[str, np.ndarray]:
     return masks
 
 
-def label_names(path: Path, labels: str | Path | None) -> dict[int, str]:
-    """Label id -> name of a label map: from `labels`, else from OrganSeg's `labels.json` beside it."""
-    if labels is not None:
-        return read_label_names(labels)
-    sidecar = path.parent / "labels.json"
-    try:
-        rows = json.loads(sidecar.read_text())
-        return {int(row["label"]): organ(row["organ"]).key for row in rows}
-    except (OSError, ValueError, TypeError, KeyError, InputError):
-        raise InputError(f"{path}: a label map's values mean nothing without their names, and there is no OrganSeg "
-                         "labels.json beside it; pass --labels LABELS.json (id -> name, as TotalSegmentator's) or "
-                         "give the OrganSeg result folder") from None
-
-
 def _from_label_map(path: Path, series: Series, labels: str | Path | None) -> dict[str, np.ndarray]:
-    names = label_names(path, labels)
+    names = map_label_names(path, labels)
     array = _read(path, series)
     present = {int(v) for v in np.unique(array) if v != 0}
     unknown = sorted(present - set(names))
