@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from organseg.body import body_mask
+from organseg.evaluation.metrics import dice
 from organseg.io import read_ct
 from organseg.lungs import LEFT, RIGHT, LungParameters, label_lungs
 from organseg.orientation import Reorientation
@@ -62,6 +63,18 @@ def test_example_ct_no_bowel_gas_below_the_diaphragm(example):
     assert lung_slices.min() >= 97, "lung labelled below the domes of the diaphragm (slice 100 in this CT)"
     gas = (ct < -950) & (labels > 0)
     assert np.count_nonzero(gas) < 0.01 * np.count_nonzero(labels), "pure gas labelled as lung"
+
+
+def test_example_ct_field_of_view_cutting_the_right_chest_wall(example):
+    """A field of view that cuts through the right chest wall leaves the right lung open to the image's edge,
+    where the body contour cannot enclose it: it is still found, and the left lung is unchanged."""
+    _, ct, labels, spacing = example
+    cols = np.flatnonzero(labels.any(axis=(0, 1)))
+    cut = cols[0] + (cols[-1] - cols[0]) // 8
+    cropped = label_lungs(np.ascontiguousarray(ct[:, :, cut:]), spacing)
+    assert cropped[:, :, 0].any(), "the cut should run through the right lung"
+    assert dice(cropped > 0, labels[:, :, cut:] > 0) > 0.95
+    np.testing.assert_array_equal(cropped == LEFT, labels[:, :, cut:] == LEFT)
 
 
 def test_dicom_series_holds_no_lung_as_totalsegmentator_says(dicom_ct, ts_labels):

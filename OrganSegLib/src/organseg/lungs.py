@@ -5,7 +5,9 @@ on any field of view, in well under a second per 100 slices; a network trained o
 imitate it (see the lungs model card). Steps, on a canonical (S, P, L) HU volume (axis 0 inferior -> superior,
 axis 2 toward the patient's left):
 
-1. air: voxels below `air_hu` inside the body contour (`organseg.body`), so outside air and the table are out.
+1. air: voxels below `air_hu` inside the body contour (`organseg.body`), so outside air and the table are out;
+   where the field of view cuts the chest wall, in-plane air regions touching the image edge that are not pure
+   air (see step 3) are lung the contour could not enclose, and are kept.
 2. airways: followed slice by slice from the top down. An in-plane air region is airway when it is small
    (below `airway_max_mm2`) and either continues an airway region of the slice above or starts there as pure
    air (mean below `pure_air_hu`) near the midline: nose, pharynx, larynx, trachea, oesophageal air and main
@@ -39,6 +41,7 @@ RIGHT, LEFT = 1, 2  #: label values of `label_lungs`
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
                       [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
                       [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], dtype=bool)
+_CHUNK = 16  #: slices labelled together where the whole image's air is labelled (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def label_lungs(volume: np.ndarray, spacing: tuple[float, float, float],
     """
     body = body_mask(volume)
     midline = _midline(body)
-    air = body & (volume < params.air_hu)
+    air = volume < params.air_hu
+    air &= body | _cut_by_field_of_view(air, volume, body, params)
     del body
     out = np.zeros(volume.shape, dtype=np.uint8)
     if not air.any():
@@ -96,12 +100,44 @@ def label_lungs(volume: np.ndarray, spacing: tuple[float, float, float],
     return out
 
 
+def _cut_by_field_of_view(air: np.ndarray, ct: np.ndarray, body: np.ndarray, params: LungParameters) -> np.ndarray:
+    """Lung the body contour cannot enclose because the field of view cuts the chest wall: in-plane air regions
+    that reach the image's right or left edge between body tissue on that edge (not the table's foam under the
+    body) and are not pure air (outside air is)."""
+    out = np.zeros(air.shape, dtype=bool)
+    sides = [body[:, :, column] for column in (0, -1)]  # (S, P) body on the image's right and left edge
+    walled = []  # per edge: rows strictly between the first and last body row on it
+    for side in sides:
+        rows = np.arange(side.shape[1])
+        first = np.where(side.any(axis=1), side.argmax(axis=1), side.shape[1])
+        last = side.shape[1] - 1 - side[:, ::-1].argmax(axis=1)
+        walled.append((rows > first[:, None]) & (rows < last[:, None]))
+    for start in range(0, air.shape[0], _CHUNK):
+        part = slice(start, start + _CHUNK)
+        if not (walled[0][part].any() or walled[1][part].any()):
+            continue
+        chunk = air[part]
+        labels, n = ndimage.label(chunk, structure=_IN_PLANE)
+        edge = np.zeros(n + 1, dtype=bool)
+        edge[labels[:, :, 0][walled[0][part]]] = True
+        edge[labels[:, :, -1][walled[1][part]]] = True
+        ids = labels[chunk]
+        count = np.maximum(np.bincount(ids, minlength=n + 1), 1)
+        edge &= np.bincount(ids, weights=ct[part][chunk] < params.pure_air_hu, minlength=n + 1) <= \
+            params.max_pure_air_fraction * count
+        edge[0] = False
+        out[part] = edge[labels]
+    return out
+
+
 def _midline(body: np.ndarray) -> np.ndarray:
-    """Per slice, the body's centre column (left-right); the volume's centre where a slice has no body."""
+    """Per slice, the body's centre column (left-right). Where the field of view cuts the body at the image's
+    side that centre is wrong: such slices, and those without body, take the median of the others."""
     cols = body.sum(axis=1).astype(np.float64)  # (S, L)
     weight = cols.sum(axis=1)
     centre = (cols * np.arange(body.shape[2])).sum(axis=1) / np.maximum(weight, 1)
-    centre[weight == 0] = (body.shape[2] - 1) / 2
+    whole = (weight > 0) & (cols[:, 0] == 0) & (cols[:, -1] == 0)
+    centre[~whole] = np.median(centre[whole]) if whole.any() else (body.shape[2] - 1) / 2
     return centre
 
 

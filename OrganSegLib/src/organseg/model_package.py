@@ -3,6 +3,10 @@
 Layout: `<models_dir>/<organ>-v<version>/` holding `model.json`, `weights.npz` (the network's state dict as
 arrays, no pickle) and `model.onnx`. `model.json` records the sha256 of each file; loading verifies the
 schema, the organ name and every checksum, and refuses the package with a clear message otherwise.
+
+A package of kind `LABELLER` holds a classical labeller instead of a network: `architecture.name` names the
+labeller (see `organseg.runtime.LABELLERS`) and `parameters.json` its parameters, checksummed the same way,
+so it is listed, verified and run through the same paths as a network.
 """
 from __future__ import annotations
 
@@ -27,9 +31,11 @@ from organseg.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
 SCHEMA = "organseg-model/1"
 WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
+PARAMETERS_FILE = "parameters.json"
+NETWORK, LABELLER = "network", "classical labeller"  #: package kinds (`architecture.kind`)
 _DIR_PATTERN = re.compile(r"^(?P<organ>[a-z_]+)-v(?P<version>\d+)$")
-_REQUIRED = {"schema": str, "organ": str, "version": int, "architecture": dict, "input": dict,
-             "threshold": float, "files": dict}
+_REQUIRED = {"schema": str, "organ": str, "version": int, "architecture": dict, "files": dict}
+_NETWORK_REQUIRED = {"input": dict, "threshold": float}
 
 
 def sha256(path: Path) -> str:
@@ -55,6 +61,16 @@ class ModelPackage:
     @property
     def version(self) -> int:
         return int(self.meta["version"])
+
+    @property
+    def kind(self) -> str:
+        """NETWORK or LABELLER."""
+        return self.meta["architecture"].get("kind", NETWORK)
+
+    @property
+    def main_file(self) -> str:
+        """The file that holds what the package computes with: the weights or the labeller's parameters."""
+        return PARAMETERS_FILE if self.kind == LABELLER else WEIGHTS_FILE
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -88,6 +104,9 @@ class ModelPackage:
     def provenance(self) -> str:
         """The first thing a user should know of a model: a one-patient demonstration, or how it was measured."""
         heldout = self.meta.get("metrics", {}).get("heldout")
+        if self.kind == LABELLER:
+            checked = self.meta.get("training", {}).get("checked_on", {}).get("cts")
+            return "classical labeller, no training" + (f" (checked on {checked} CTs)" if checked else "")
         if self.patients is not None and self.patients <= 1:
             return "demonstration (one patient)"
         if heldout:
@@ -98,6 +117,10 @@ class ModelPackage:
     @property
     def onnx_path(self) -> Path | None:
         return self.path / ONNX_FILE if ONNX_FILE in self.meta["files"] else None
+
+    def labeller_parameters(self) -> dict[str, Any]:
+        """A labeller package's parameters (verified by checksum at load)."""
+        return json.loads((self.path / PARAMETERS_FILE).read_text())
 
     def state_dict_arrays(self) -> dict[str, np.ndarray]:
         """The network weights as numpy arrays."""
@@ -115,18 +138,23 @@ class ModelPackage:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ModelError(f"{meta_path}: not valid JSON ({err})") from None
-        for key, kind in _REQUIRED.items():
-            if not isinstance(meta.get(key), kind if kind is not float else (int, float)):
-                raise ModelError(f"{meta_path}: missing or invalid field '{key}'")
+        _check_fields(meta, _REQUIRED, meta_path)
         if meta["schema"] != SCHEMA:
             raise ModelError(f"{meta_path}: package schema '{meta['schema']}' is not supported by organseg "
                              f"{__version__} (expects '{SCHEMA}'); update organseg or the model")
         organ(meta["organ"])
-        if (meta["input"].get("height"), meta["input"].get("width")) != (INPUT_HEIGHT, INPUT_WIDTH):
-            raise ModelError(f"{meta_path}: input size {meta['input'].get('height')}x{meta['input'].get('width')} "
-                             f"differs from {INPUT_HEIGHT}x{INPUT_WIDTH}")
-        if WEIGHTS_FILE not in meta["files"]:
-            raise ModelError(f"{meta_path}: lists no {WEIGHTS_FILE}")
+        kind = meta["architecture"].get("kind", NETWORK)
+        if kind not in (NETWORK, LABELLER):
+            raise ModelError(f"{meta_path}: package kind '{kind}' is not supported by organseg {__version__}; "
+                             "update organseg or the model")
+        if kind == NETWORK:
+            _check_fields(meta, _NETWORK_REQUIRED, meta_path)
+            if (meta["input"].get("height"), meta["input"].get("width")) != (INPUT_HEIGHT, INPUT_WIDTH):
+                raise ModelError(f"{meta_path}: input size {meta['input'].get('height')}x"
+                                 f"{meta['input'].get('width')} differs from {INPUT_HEIGHT}x{INPUT_WIDTH}")
+        main = PARAMETERS_FILE if kind == LABELLER else WEIGHTS_FILE
+        if main not in meta["files"]:
+            raise ModelError(f"{meta_path}: lists no {main}")
         for name, info in meta["files"].items():
             file = path / name
             if not file.is_file():
@@ -177,6 +205,35 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ModelPackage.load(final)
+
+
+def write_labeller_package(models_dir: str | os.PathLike, organ_key: str, labeller: str, parameters: dict[str, Any],
+                           card: dict[str, Any], version: int) -> ModelPackage:
+    """Write a classical labeller as a package (never replacing a version); `card` holds the model card's
+    fields (training, metrics, limits, why)."""
+    final = Path(models_dir) / f"{organ(organ_key).key}-v{version}"
+    if final.exists():
+        raise ModelError(f"{final}: a package of this version exists; it is never overwritten")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(final.parent, f".{final.name}-")
+    try:
+        (tmp / PARAMETERS_FILE).write_text(json.dumps(parameters, indent=2) + "\n")
+        meta = {"schema": SCHEMA, "organ": organ(organ_key).key, "version": version,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "organseg_version": __version__, "architecture": {"name": labeller, "kind": LABELLER},
+                "files": {PARAMETERS_FILE: {"sha256": sha256(tmp / PARAMETERS_FILE)}}, **card}
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, final)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ModelPackage.load(final)
+
+
+def _check_fields(meta: dict[str, Any], required: dict[str, type], meta_path: Path) -> None:
+    for key, kind in required.items():
+        if not isinstance(meta.get(key), kind if kind is not float else (int, float)):
+            raise ModelError(f"{meta_path}: missing or invalid field '{key}'")
 
 
 def _scan(models_dir: Path) -> list[tuple[str, int, Path]]:

@@ -1,12 +1,13 @@
-"""Runtimes that turn batches of prepared slices into organ probabilities: ONNX Runtime or PyTorch."""
+"""Runtimes that turn batches of prepared slices into organ probabilities (ONNX Runtime or PyTorch), and the
+labeller runtime that labels a whole HU volume with a classical labeller package."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from organseg.errors import InputError, ModelError
-from organseg.model_package import ModelPackage
+from organseg.model_package import LABELLER, ModelPackage
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -73,6 +74,41 @@ class TorchRuntime:
             return self.torch.sigmoid(self.net(x))[:, 0].float().cpu().numpy()
 
 
+class LabellerRuntime:
+    """A classical labeller package: the whole canonical (S, P, L) HU volume in, a boolean organ mask out.
+
+    It runs on the CPU whatever the device: it is image processing, a second or two per 100 slices.
+    """
+
+    name = "classical-labeller-cpu"
+
+    def __init__(self, package: ModelPackage) -> None:
+        labeller = package.meta["architecture"]["name"]
+        if labeller not in LABELLERS:
+            raise ModelError(f"{package.path}: labeller '{labeller}' is not known to this organseg "
+                             f"(known: {', '.join(LABELLERS)}); update organseg")
+        self.label = LABELLERS[labeller](package.labeller_parameters(), package.path)
+
+    def mask(self, volume: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+        """Organ mask of a canonical HU volume; `spacing` in mm along (S, P, L)."""
+        return self.label(volume, spacing)
+
+
+def _lung_labeller(parameters: dict, source) -> Callable[[np.ndarray, tuple[float, float, float]], np.ndarray]:
+    from organseg.lungs import LungParameters, label_lungs
+    try:
+        params = LungParameters.from_dict(parameters)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{source}: invalid lung labeller parameters ({err})") from None
+    return lambda volume, spacing: label_lungs(volume, spacing, params) > 0
+
+
+#: Labeller name (a labeller package's `architecture.name`) -> factory(parameters, source) of its mask function.
+LABELLERS: dict[str, Callable[[dict, object], Callable[[np.ndarray, tuple[float, float, float]], np.ndarray]]] = {
+    "lung-labeller": _lung_labeller,
+}
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> cuda, mps or cpu (whatever is there); check that an asked-for GPU exists."""
     if device not in DEVICES:
@@ -94,12 +130,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def make_runtime(package: ModelPackage, device: str, engine: str = "auto") -> Runtime:
-    """ONNX Runtime for the CPU where the package has an ONNX file, else PyTorch on the device.
+def make_runtime(package: ModelPackage, device: str, engine: str = "auto") -> Runtime | LabellerRuntime:
+    """ONNX Runtime for the CPU where the package has an ONNX file, else PyTorch on the device; a labeller
+    package gets its LabellerRuntime.
 
     engine: 'auto', 'onnx' or 'torch'.
     """
     device = resolve_device(device)
+    if package.kind == LABELLER:
+        return LabellerRuntime(package)
     if engine not in ("auto", "onnx", "torch"):
         raise InputError(f"unknown engine '{engine}'; use auto, onnx or torch")
     if engine == "onnx" or (engine == "auto" and device == "cpu" and package.onnx_path is not None):

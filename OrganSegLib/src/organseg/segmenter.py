@@ -26,7 +26,7 @@ from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
 from organseg.preprocess import Prepared, prepare
 from organseg.result import OrganMask, Progress, Result
-from organseg.runtime import make_runtime, resolve_device
+from organseg.runtime import LabellerRuntime, make_runtime, resolve_device
 from organseg.stats import organ_stats
 
 __all__ = ["Segmenter", "Cancelled"]
@@ -104,7 +104,8 @@ class Segmenter:
         orient = Reorientation.of(image, source)
         ct, input_warnings = finite_hu(sitk.GetArrayViewFromImage(image), source)
         canonical = np.ascontiguousarray(orient.to_canonical(ct))  # stored type: slices become float32 one by one
-        slice_mm = float(image.GetSpacing()[2 - orient.permutation[0]])
+        spacing = tuple(float(image.GetSpacing()[2 - axis]) for axis in orient.permutation)  # (S, P, L) mm
+        slice_mm = spacing[0]
         warnings += input_warnings + spacing_warnings(image, 2 - orient.permutation[0], source)
         voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
         planned = {p.organ.key for p in packages}
@@ -141,14 +142,18 @@ class Segmenter:
             if progress:
                 progress(Progress(index, len(packages), package.organ, "inference"))
             runtime = make_runtime(package, self.device, self.engine)
-            prep_key = (package.hu_window, package.levels)
-            if prep_key not in prepared:
+            if isinstance(runtime, LabellerRuntime):  # a classical labeller reads the HU volume itself
                 t0 = time.perf_counter()
-                prepared[prep_key] = prepare(canonical, package.hu_window, package.levels)
-                seconds["_prepare"] = seconds.get("_prepare", 0.0) + time.perf_counter() - t0
-            t0 = time.perf_counter()
-            mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.batch_size, cancel,
-                                 *self._search(rules, key, extents, slice_mm, canonical.shape[0]))
+                mask = runtime.mask(canonical, spacing)
+            else:
+                prep_key = (package.hu_window, package.levels)
+                if prep_key not in prepared:
+                    t0 = time.perf_counter()
+                    prepared[prep_key] = prepare(canonical, package.hu_window, package.levels)
+                    seconds["_prepare"] = seconds.get("_prepare", 0.0) + time.perf_counter() - t0
+                t0 = time.perf_counter()
+                mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.batch_size, cancel,
+                                     *self._search(rules, key, extents, slice_mm, canonical.shape[0]))
             predicted[key] = OrganMask.from_full(mask)
             if self.postprocess:
                 mask = pp.clean_organ(key, mask, voxel_ml)

@@ -6,7 +6,7 @@ import json
 
 from organseg.commands.options import add_models_option, model_store
 from organseg.errors import ModelError
-from organseg.model_package import WEIGHTS_FILE, ModelPackage
+from organseg.model_package import ModelPackage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
         for version, path in sorted(versions.items()):
             try:
                 pkg = ModelPackage.load(path)
-                sha = pkg.meta["files"][WEIGHTS_FILE]["sha256"]
+                sha = pkg.meta["files"][pkg.main_file]["sha256"]
                 rows.append({"organ": key, "version": version, "path": str(path), "status": "ok",
-                             "sha256": sha, "val_dice": pkg.dice, "onnx": pkg.onnx_path is not None,
-                             "patients": pkg.patients, "provenance": pkg.provenance,
+                             "kind": pkg.kind, "sha256": sha, "val_dice": pkg.dice,
+                             "onnx": pkg.onnx_path is not None, "patients": pkg.patients, "provenance": pkg.provenance,
                              "training": pkg.meta.get("training", {}).get("summary", "")})
             except ModelError as err:
                 rows.append({"organ": key, "version": version, "path": str(path), "status": f"invalid: {err}"})
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print("no model packages installed in: " + ", ".join(str(d) for d in store.dirs))
         return 0
-    print(f"{'organ':<20}{'version':<9}{'provenance':<50}{'onnx':<6}{'sha256 (weights)':<18}path")
+    print(f"{'organ':<20}{'version':<9}{'provenance':<50}{'onnx':<6}{'sha256':<18}path")
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['organ']:<20}v{r['version']:<8}{r['status']}")
