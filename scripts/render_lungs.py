@@ -32,7 +32,8 @@ CASES = (("TotalSegmentator example_ct", "totalseg_example/example_ct.nii.gz", (
          ("OpenKBP pt_53 (right lung stored as -1024)", "openkbp_hn/train/pt_53/ct.nii.gz", ("coronal", "axial")))
 
 
-def views(path: Path, params: LungParameters, planes: tuple[str, ...]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+def views(path: Path, params: LungParameters,
+          planes: tuple[str, ...]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """(plane, HU image, labels, aspect) through the middle of the lungs (or of the CT when none is found)."""
     image = read_ct(path)
     orient = Reorientation.of(image)
