@@ -10,6 +10,7 @@ Usage: python scripts/lung_failure_modes.py [DATA_DIR] > scripts/lung_failure_mo
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -147,6 +148,8 @@ def main() -> None:
                                 ("OpenKBP pt_82 resampled to 512 x 512, 1.5 mm slices", thorax),
                                 ("whole-body-sized (example_ct as in Testing/benchmark.py)", whole)]:
         print(f"| {name} | {'x'.join(map(str, ct.shape))} | {seconds(ct, spacing):.2f} |", flush=True)
+    print(f"\nCPU load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

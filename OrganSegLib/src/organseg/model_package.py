@@ -106,7 +106,7 @@ class ModelPackage:
         heldout = self.meta.get("metrics", {}).get("heldout")
         if self.kind == LABELLER:
             checked = self.meta.get("training", {}).get("checked_on", {}).get("cts")
-            return "classical labeller, no training" + (f" (checked on {checked} CTs)" if checked else "")
+            return "classical labeller, no training" + (f", {checked} CTs checked" if checked else "")
         if self.patients is not None and self.patients <= 1:
             return "demonstration (one patient)"
         if heldout:
