@@ -1,26 +1,26 @@
 """OrganSeg: per-organ CT segmentation in 3D Slicer with light 2D Res-UNets.
 
-Module, widget, logic and self-test, as Slicer expects them in this file. The logic (organseg_slicer.logic,
-no Qt) also runs on `slicer-core`, so it is tested without the application; the widget here stays thin:
-it fills the controls, starts a background run and polls it with a QTimer.
+Module and widget, as Slicer expects them in this file (the self-test is organseg_slicer/self_test.py). The
+logic (organseg_slicer.logic, no Qt) also runs on `slicer-core`, so it is tested without the application; the
+widget stays thin: it keeps the choices in the parameter node, starts a background run through the logic and
+polls it with a QTimer. OrganSeg/Testing/Python/slicer_harness runs it on slicer-core with PyQt5.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import slicer
-
+import vtk
 from slicer.util import VTKObservationMixin
 
-try:  # the application; on slicer-core (tests, scripts) only the logic below is usable
+
+class _NeedsSlicerApplication:
+    """Base of the module and widget classes where Slicer's application is absent."""
+
+
+try:  # the application; on slicer-core (tests, scripts) only the logic is usable
     import qt
     from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                                ScriptedLoadableModuleWidget)
 except ImportError:
-    class _NeedsSlicerApplication:
-        """Base of the module, widget and test classes where Slicer's application is absent."""
-
     ScriptedLoadableModule = ScriptedLoadableModuleWidget = ScriptedLoadableModuleTest = _NeedsSlicerApplication
 
 try:
@@ -50,7 +50,7 @@ class OrganSeg(ScriptedLoadableModule):
 
 
 class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: controls in Resources/UI/OrganSeg.ui, work in OrganSegLogic."""
+    """The module panel: controls in Resources/UI/OrganSeg.ui, state in the parameter node, work in OrganSegLogic."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -59,6 +59,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.run = None
         self.organItems = {}
         self.timer = None
+        self._parameterNode = None
+        self._updatingGUI = False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -76,11 +78,19 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.recomputeTableButton.clicked.connect(self.onRecomputeTable)
         self.ui.exportRtstructButton.clicked.connect(lambda: self.onExport("rtstruct"))
         self.ui.exportDicomSegButton.clicked.connect(lambda: self.onExport("dicom_seg"))
-        self.ui.inputVolumeSelector.currentNodeChanged.connect(self.updateButtons)
+        for selector in (self.ui.inputVolumeSelector, self.ui.outputSegmentationSelector):
+            selector.currentNodeChanged.connect(self.updateParameterNodeFromGUI)
+        self.ui.deviceComboBox.currentIndexChanged.connect(self.updateParameterNodeFromGUI)
+        self.ui.postprocessCheckBox.toggled.connect(self.updateParameterNodeFromGUI)
+        self.ui.interpolateCheckBox.toggled.connect(self.updateParameterNodeFromGUI)
+        self.ui.organTree.itemChanged.connect(self.updateParameterNodeFromGUI)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         if not self.ensureLibrary(ask=False):
-            self.ui.statusText.setPlainText("OrganSeg needs the organseg and onnxruntime Python packages; "
-                                            "press Segment to install them.")
+            from organseg_slicer.dependencies import missing_packages
+            self.ui.statusText.setPlainText(
+                f"First use: OrganSeg needs the Python packages {' and '.join(missing_packages())}. Load a CT, "
+                "choose it above and press Segment to install them (you are asked first); then tick the organs.")
         self.updateButtons()
 
     def cleanup(self):
@@ -91,18 +101,71 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.onCancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.logic is not None:
+            self.setParameterNode(self.logic.getParameterNode())
+
+    # -- parameter node -----------------------------------------------------------------------------------
+    def setParameterNode(self, parameterNode):
+        """Show and edit this parameter node (saved with the scene); None detaches the panel."""
+        if self._parameterNode is not None:
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                                self.updateGUIFromParameterNode)
+        self._parameterNode = parameterNode
+        if parameterNode is not None:
+            if parameterNode.inputVolume is None:
+                parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            self.addObserver(parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                             self.updateGUIFromParameterNode)
+        self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, *_):
+        p = self._parameterNode
+        if p is not None and not self._updatingGUI:
+            self._updatingGUI = True
+            try:
+                self.ui.inputVolumeSelector.setCurrentNode(p.inputVolume)
+                self.ui.outputSegmentationSelector.setCurrentNode(p.outputSegmentation)
+                self.ui.deviceComboBox.currentIndex = max(self.ui.deviceComboBox.findData(p.device), 0)
+                self.ui.postprocessCheckBox.checked = p.postprocess
+                self.ui.interpolateCheckBox.checked = p.interpolate
+                chosen = set(filter(None, p.organs.split(",")))
+                for key, item in self.organItems.items():
+                    item.setCheckState(0, qt.Qt.Checked if key in chosen else qt.Qt.Unchecked)
+            finally:
+                self._updatingGUI = False
+        self.updateButtons()
+
+    def updateParameterNodeFromGUI(self, *_):
+        p = self._parameterNode
+        if p is not None and not self._updatingGUI:
+            wasModifying = p.StartModify()
+            p.inputVolume = self.ui.inputVolumeSelector.currentNode()
+            p.outputSegmentation = self.ui.outputSegmentationSelector.currentNode()
+            p.device = self.ui.deviceComboBox.currentData or "auto"
+            p.postprocess = self.ui.postprocessCheckBox.checked
+            p.interpolate = self.ui.interpolateCheckBox.checked
+            p.organs = ",".join(key for key, item in self.organItems.items() if item.checkState(0) == qt.Qt.Checked)
+            p.EndModify(wasModifying)
+        self.updateButtons()
 
     # -- library and controls ---------------------------------------------------------------------------
+    def confirm(self, text):
+        """Ask OK/Cancel (a test replaces this to give its own answer)."""
+        return slicer.util.confirmOkCancelDisplay(text, windowTitle="OrganSeg")
+
     def ensureLibrary(self, ask=True):
         """Import the logic, installing organseg and ONNX Runtime first (after one confirmation)."""
         global OrganSegLogic, Options
-        from organseg_slicer.dependencies import install, missing_requirements
+        from organseg_slicer.dependencies import install, missing_packages
 
-        missing = missing_requirements()
+        missing = missing_packages()
         if missing:
-            if not ask or not slicer.util.confirmOkCancelDisplay(
-                    f"OrganSeg needs these Python packages: {', '.join(missing)}. Install them now? "
-                    "numpy, SimpleITK and scipy stay at the versions Slicer has.", windowTitle="OrganSeg"):
+            if not ask or not self.confirm(
+                    f"OrganSeg needs the Python packages {' and '.join(missing)}. Install them now? "
+                    "numpy, SimpleITK and scipy stay at the versions Slicer has."):
                 return False
             with slicer.util.WaitCursor():
                 install(missing)
@@ -112,21 +175,24 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic = OrganSegLogic()
             self.fillOrgans()
             self.fillDevices()
+            self.setParameterNode(self.logic.getParameterNode())
         return True
 
     def fillOrgans(self):
-        """Organ checklist grouped by region; anchors marked; organs without a model disabled."""
+        """Organ checklist by region: organs with an installed model first, their regions expanded; the
+        others disabled (no model) in collapsed regions. Anchor organs are marked."""
         from organseg.catalogue import ORGANS, REGIONS
         from organseg.model_package import ModelStore
 
-        installed = ModelStore().available()
+        installed = set(ModelStore().available())
         tree = self.ui.organTree
         tree.clear()
         self.organItems = {}
-        for region in REGIONS:
+        for region in sorted(REGIONS, key=lambda r: not any(o.key in installed for o in ORGANS if o.region == r)):
             group = qt.QTreeWidgetItem(tree, [region.capitalize()])
             group.setFlags(group.flags() | qt.Qt.ItemIsUserCheckable | qt.Qt.ItemIsAutoTristate)
-            for organ in (o for o in ORGANS if o.region == region):
+            organs = sorted((o for o in ORGANS if o.region == region), key=lambda o: o.key not in installed)
+            for organ in organs:
                 item = qt.QTreeWidgetItem(group, [organ.display_name + (" \u2693" if organ.anchor else "")])
                 item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
                 item.setCheckState(0, qt.Qt.Unchecked)
@@ -136,10 +202,10 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     item.setDisabled(True)
                     item.setToolTip(0, f"no model installed for {organ.key}")
                 self.organItems[organ.key] = item
-            group.setExpanded(True)
+            group.setExpanded(organs[0].key in installed)
 
     def fillDevices(self):
-        available = OrganSegLogic.available_devices()
+        available = self.logic.availableDevices()
         self.ui.deviceComboBox.clear()
         for device in ("auto", "cpu", "cuda", "mps"):
             usable = device == "auto" or device in available
@@ -166,57 +232,53 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- running ------------------------------------------------------------------------------------------
     def onSegment(self):
+        firstUse = self.logic is None
         if not self.ensureLibrary():
+            return
+        if firstUse and not self.chosenOrgans():
+            self.ui.statusText.setPlainText("Installed. Tick the organs to segment and press Segment.")
             return
         from organseg.errors import OrganSegError
         from organseg_slicer.dependencies import torch_from_pytorch_utils
 
-        volume = self.ui.inputVolumeSelector.currentNode()
-        output = self.ui.outputSegmentationSelector.currentNode()
-        device = self.ui.deviceComboBox.currentData
-        if device in ("cuda", "mps"):
+        p = self._parameterNode
+        if p.device in ("cuda", "mps"):
             problem = torch_from_pytorch_utils()
             if problem:
                 slicer.util.errorDisplay(problem)
                 return
-        options = Options(device=device, postprocess=self.ui.postprocessCheckBox.checked,
-                          interpolate=self.ui.interpolateCheckBox.checked)
+        options = Options(device=p.device, postprocess=p.postprocess, interpolate=p.interpolate)
+        output = p.outputSegmentation
         try:
             plan = self.logic.plan(self.chosenOrgans(), options, output)
-            if plan.replaced and not slicer.util.confirmOkCancelDisplay(
+            if plan.replaced and not self.confirm(
                     f"'{output.GetName()}' already holds OrganSeg segments of: {', '.join(plan.replaced)}. "
-                    "Replace them? Its other segments stay.", windowTitle="OrganSeg"):
+                    "Replace them? Its other segments stay."):
                 return
             for key in plan.added_anchors:
                 self.organItems[key].setCheckState(0, qt.Qt.Checked)
-            self.run = self.logic.start(volume, self.chosenOrgans(), options, output)
+            self.run = self.logic.start(p.inputVolume, self.chosenOrgans(), options, output)
         except OrganSegError as err:
             slicer.util.errorDisplay(str(err))
             return
         self.ui.statusText.setPlainText("\n".join(self.run.messages))
+        self.ui.progressBar.setFormat("%v of %m organs")
         self.ui.progressBar.setMaximum(self.run.total)
         self.ui.progressBar.setValue(0)
         self.timer.start()
         self.updateButtons()
 
     def onPoll(self):
-        try:
-            self.status(self.logic.process(self.run))
-        except Exception as err:  # noqa: BLE001 - keep the panel usable, report the problem
-            self.run.job.cancel()
-            self.run.finished = True
-            self.status([f"error: {err}"])
+        self.status(self.logic.process(self.run))
         self.ui.progressBar.setValue(len(self.run.done))
         if self.run.finished:
             self.timer.stop()
-            selection = slicer.app.applicationLogic().GetSelectionNode()
-            selection.SetActiveTableID(self.run.table_node.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
+            if self.run.done:
+                self.logic.showTable(self.run.table_node)
             self.updateButtons()
 
     def onCancel(self):
-        if self.run is not None and not self.run.finished:
-            self.run.job.cancel()
+        if self.run is not None and self.logic.cancel(self.run):
             self.status(["cancelling after the current batch of slices..."])
 
     # -- results ------------------------------------------------------------------------------------------
@@ -231,10 +293,11 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if segmentation is None or not self.ensureLibrary():
             return
         try:
-            table = self.logic.recompute_table(segmentation)
+            table = self.logic.recomputeTable(segmentation)
         except OrganSegError as err:
             slicer.util.errorDisplay(str(err))
             return
+        self.logic.showTable(table)
         self.status([f"table '{table.GetName()}' recomputed from the current segments"])
 
     def onExport(self, kind):
@@ -259,71 +322,5 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.status([f"wrote {path}"] + notes)
 
 
-class OrganSegTest(ScriptedLoadableModuleTest):
-    """Self-test in Slicer on the real example CT with the installed models."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_segment_edit_recompute()
-        self.setUp()
-        self.test_cancel_keeps_consistent_state()
-
-    def _example_ct(self):
-        here = Path(__file__).resolve().parent
-        candidates = [os.environ.get("ORGANSEG_TEST_CT", ""), here.parent / "Testing" / "Data" / "example_ct.nii.gz"]
-        for candidate in candidates:
-            if candidate and Path(candidate).is_file():
-                return slicer.util.loadVolume(str(candidate))
-        raise FileNotFoundError(f"example CT not found (tried {', '.join(map(str, candidates[1:]))}); "
-                                "set ORGANSEG_TEST_CT to a CT file")
-
-    def _organs(self):
-        from organseg.model_package import ModelStore
-        organs = [key for key in ("liver", "spleen", "kidneys") if key in ModelStore().available()]
-        self.assertTrue(organs, "no liver, spleen or kidneys model installed")
-        return organs
-
-    def test_segment_edit_recompute(self):
-        import numpy as np
-        from organseg_slicer.segments import organ_segments, segment_mask, set_organ_segment
-        from organseg_slicer.table import table_rows
-        from organseg.catalogue import organ
-        from organseg.result import OrganMask
-
-        volume = self._example_ct()
-        logic = OrganSegLogic()
-        run = logic.run(volume, self._organs(), Options(device="cpu"))
-        self.assertTrue(run.job.result is not None, run.messages[-1])
-        segments = organ_segments(run.segmentation_node)
-        self.assertEqual(sorted(segments.values()), sorted(run.plan.organs))
-        rows = table_rows(run.table_node)
-        self.assertEqual([r["voxels"] for r in rows], [s["voxels"] for s in run.job.result.stats])
-        sh = slicer.mrmlScene.GetSubjectHierarchyNode()
-        self.assertEqual(sh.GetItemParent(sh.GetItemByDataNode(run.segmentation_node)),
-                         sh.GetItemParent(sh.GetItemByDataNode(volume)))
-        segment_id, key = next(iter(segments.items()))
-        mask = segment_mask(run.segmentation_node, segment_id, volume)
-        self.assertTrue(mask.any(), f"{key}: the bundled model found nothing on the example CT")
-        first = int(np.flatnonzero(mask.any(axis=(1, 2)))[0])
-        removed = int(mask[first].sum())
-        mask[first] = False
-        set_organ_segment(run.segmentation_node, organ(key), OrganMask.from_full(mask), volume)
-        logic.recompute_table(run.segmentation_node)
-        self.assertEqual(table_rows(run.table_node)[0]["voxels"], rows[0]["voxels"] - removed)
-
-    def test_cancel_keeps_consistent_state(self):
-        from organseg_slicer.segments import organ_segments
-
-        volume = self._example_ct()
-        logic = OrganSegLogic()
-        run = logic.start(volume, self._organs(), Options(device="cpu"))
-        run.job.cancel()
-        while not run.finished:
-            run.job.wait(0.05)
-            logic.process(run)
-        self.assertTrue(run.job.cancelled or run.job.result is not None)
-        self.assertEqual(sorted(organ_segments(run.segmentation_node).values()), sorted(run.done))
-        self.assertEqual(run.table_node.GetNumberOfRows(), len(run.done))
+if ScriptedLoadableModuleTest is not _NeedsSlicerApplication:  # Slicer's "Reload and Test" looks for it here
+    from organseg_slicer.self_test import OrganSegTest  # noqa: E402,F401

@@ -31,9 +31,9 @@ REQUIRED = {"organseg": library_requirement(), "onnxruntime": "onnxruntime>=1.17
 PROTECTED = ("numpy", "SimpleITK", "scipy")
 
 
-def missing_requirements() -> list[str]:
-    """Pip requirements of the packages that cannot be imported yet."""
-    return [req for name, req in REQUIRED.items() if importlib.util.find_spec(name) is None]
+def missing_packages() -> list[str]:
+    """Names of the required packages that cannot be imported yet (what the user is asked to install)."""
+    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
 
 
 def constraints(folder: Path) -> Path:
@@ -49,12 +49,12 @@ def constraints(folder: Path) -> Path:
     return path
 
 
-def install(requirements: list[str]) -> None:
-    """pip-install the requirements inside Slicer without changing the protected packages."""
+def install(packages: list[str]) -> None:
+    """pip-install the packages (names in REQUIRED) inside Slicer without changing the protected packages."""
     import slicer
 
     with tempfile.TemporaryDirectory() as tmp:
-        slicer.util.pip_install(list(requirements) + ["-c", str(constraints(Path(tmp)))])
+        slicer.util.pip_install([REQUIRED[name] for name in packages] + ["-c", str(constraints(Path(tmp)))])
     importlib.invalidate_caches()
 
 

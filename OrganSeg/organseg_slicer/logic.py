@@ -3,6 +3,7 @@
 Runs inside Slicer (scene = slicer.mrmlScene) and on `slicer-core` (any vtkMRMLScene), so it is tested
 without the application. A run is started with `start()`, computes in a background thread, and is
 advanced from the main thread by `process()` (the widget calls it from a QTimer; `run()` loops on it).
+Public methods are named in Slicer's camelCase, like the base class's `getParameterNode`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from organseg.segmenter import Segmenter
 from organseg.stats import organ_stats
 
 from organseg_slicer.job import SegmentationJob
+from organseg_slicer.parameters import OrganSegParameterNode
 from organseg_slicer.segments import organ_segments, segment_mask, segment_organ, set_organ_segment
 from organseg_slicer.table import fill_table
 from organseg_slicer.volumes import image_from_volume, volume_array, volume_ijk_to_ras
@@ -31,6 +33,7 @@ except ImportError:
     ScriptedLoadableModuleLogic = object
 
 TABLE_REFERENCE = "OrganSegVolumeTable"
+MODULE_NAME = "OrganSeg"
 
 
 @dataclass
@@ -85,6 +88,17 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
             ScriptedLoadableModuleLogic.__init__(self)
         self.scene = scene if scene is not None else slicer.mrmlScene
 
+    def getParameterNode(self) -> OrganSegParameterNode:
+        """The scene's OrganSeg parameter node (a singleton, created on first use), saved with the scene."""
+        node = self.scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
+        if node is None:
+            node = self.scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+            node.UnRegister(None)
+            node.SetSingletonTag(MODULE_NAME)
+            node.SetAttribute("ModuleName", MODULE_NAME)
+            node = self.scene.AddNode(node)
+        return OrganSegParameterNode(node)
+
     # -- planning -----------------------------------------------------------------------------------------
     def plan(self, organs: list[str], options: Options,
              segmentation_node: slicer.vtkMRMLSegmentationNode | None = None) -> Plan:
@@ -97,7 +111,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         return Plan(keys, added, warnings, [k for k in keys if k in existing])
 
     @staticmethod
-    def available_devices() -> list[str]:
+    def availableDevices() -> list[str]:
         """Devices usable here: cpu always, cuda/mps when PyTorch is installed and sees them."""
         found = ["cpu"]
         for device in ("cuda", "mps"):
@@ -120,8 +134,8 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         plan = self.plan(organs, options, segmentation_node)
         image = image_from_volume(volume_node)
         if segmentation_node is None:
-            segmentation_node = self.new_segmentation_node(volume_node)
-        table_node = self.table_node(segmentation_node)
+            segmentation_node = self.newSegmentationNode(volume_node)
+        table_node = self.tableNode(segmentation_node)
         job = SegmentationJob(options.segmenter(), image, list(organs), volume_node.GetName())
         run = Run(job, plan, volume_node, segmentation_node, table_node)
         if plan.added_anchors:
@@ -133,11 +147,19 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         return run
 
     def process(self, run: Run) -> list[str]:
-        """Write organs that finished into the scene; returns the new status lines. Call from the main thread."""
+        """Write organs that finished into the scene; returns the new status lines. Call from the main thread.
+
+        A failure while writing into the scene cancels the run and is reported as its last line.
+        """
         lines = []
         finished = not run.job.running
-        for event in run.job.poll():
-            lines.append(self._apply(run, event))
+        try:
+            for event in run.job.poll():
+                lines.append(self._apply(run, event))
+        except Exception as err:  # noqa: BLE001 - the scene keeps the organs written so far
+            run.job.cancel()
+            run.finished = True
+            lines.append(f"error: {err}")
         if finished and not run.finished:
             run.finished = True
             if run.job.result is not None:
@@ -161,6 +183,14 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         voxels = int(event.mask.box.sum())
         return f"organ {event.index} of {event.total}: {name} done ({voxels} voxels, {event.seconds:.1f} s)"
 
+    @staticmethod
+    def cancel(run: Run) -> bool:
+        """Ask a running segmentation to stop after its current batch of slices; False if it is not running."""
+        if run.finished:
+            return False
+        run.job.cancel()
+        return True
+
     def run(self, volume_node: slicer.vtkMRMLScalarVolumeNode, organs: list[str], options: Options,
             segmentation_node: slicer.vtkMRMLSegmentationNode | None = None, poll_seconds: float = 0.05) -> Run:
         """Segment and wait (for scripts and tests); the same path the widget drives with its timer."""
@@ -171,7 +201,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         return run
 
     # -- nodes --------------------------------------------------------------------------------------------
-    def new_segmentation_node(self, volume_node: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkMRMLSegmentationNode:
+    def newSegmentationNode(self, volume_node: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkMRMLSegmentationNode:
         """An empty segmentation on the volume's geometry, beside the volume in subject hierarchy."""
         name = self.scene.GenerateUniqueName(f"{volume_node.GetName()} organs")
         node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
@@ -181,7 +211,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         self._place_beside(node, volume_node)
         return node
 
-    def table_node(self, segmentation_node: slicer.vtkMRMLSegmentationNode) -> slicer.vtkMRMLTableNode:
+    def tableNode(self, segmentation_node: slicer.vtkMRMLSegmentationNode) -> slicer.vtkMRMLTableNode:
         """The segmentation's volume table, created (beside it in subject hierarchy) when missing."""
         table = segmentation_node.GetNodeReference(TABLE_REFERENCE)
         if table is None:
@@ -191,6 +221,21 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
             segmentation_node.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
             self._place_beside(table, segmentation_node)
         return table
+
+    def showTable(self, table_node: slicer.vtkMRMLTableNode) -> None:
+        """Switch to a layout with a table view and show the table there (as Segment Statistics does).
+
+        Works on the scene's layout and selection nodes, which Slicer's layout manager follows; a scene
+        without them (slicer-core scripts) is left as it is.
+        """
+        layout = self.scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
+        if layout is not None:
+            layout.SetViewArrangement(slicer.vtkSlicerTablesLogic().GetLayoutWithTable(layout.GetViewArrangement()))
+        selection = self.scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+        if selection is not None:
+            selection.SetActiveTableID(table_node.GetID())
+        for view in self.scene.GetNodesByClass("vtkMRMLTableViewNode"):  # what PropagateTableSelection does
+            view.SetTableNodeID(table_node.GetID())
 
     def _place_beside(self, node: slicer.vtkMRMLNode, sibling: slicer.vtkMRMLNode) -> None:
         """Put the node under the sibling's parent (e.g. the CT's study) in subject hierarchy."""
@@ -203,7 +248,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
             sh.CreateItem(parent, node)
 
     # -- statistics ---------------------------------------------------------------------------------------
-    def recompute_table(self, segmentation_node: slicer.vtkMRMLSegmentationNode,
+    def recomputeTable(self, segmentation_node: slicer.vtkMRMLSegmentationNode,
                         volume_node: slicer.vtkMRMLScalarVolumeNode | None = None,
                         table_node: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
         """Statistics of every OrganSeg segment from its current voxels (e.g. after Segment Editor edits).
@@ -214,7 +259,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
             volume_node = segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole())
         if volume_node is None:
             raise InputError(f"segmentation '{segmentation_node.GetName()}' references no CT volume; choose one")
-        table_node = table_node or self.table_node(segmentation_node)
+        table_node = table_node or self.tableNode(segmentation_node)
         self._update_table(segmentation_node, volume_node, table_node, {})
         return table_node
 

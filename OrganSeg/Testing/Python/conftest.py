@@ -13,6 +13,11 @@ import pytest
 MODULE_DIR = Path(__file__).resolve().parents[2]
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
+try:  # slicer-core has no slicer.parameterNodeWrapper, which the module's parameter node uses
+    from slicer_harness import parameter_node_wrapper
+    parameter_node_wrapper.install()
+except ImportError:  # no slicer-core: the tests that need it skip
+    pass
 
 
 def _register_converter_rules(slicer) -> None:

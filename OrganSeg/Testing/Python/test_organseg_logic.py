@@ -156,7 +156,7 @@ def test_recompute_after_edit(scene, ct_volume, tiny_models):
     assert edit.SetBinaryLabelmapToSegment(oriented_image(mask.astype(np.uint8), volume_ijk_to_ras(ct_volume)),
                                            node, segment_id, edit.MODE_REPLACE)
     assert table_rows(run.table_node)[0]["voxels"] == before["voxels"]  # not recomputed yet
-    logic.recompute_table(node)
+    logic.recomputeTable(node)
     after = table_rows(run.table_node)[0]
     voxel_ml = float(np.prod(ct_volume.GetSpacing())) / 1000.0
     assert after["voxels"] == before["voxels"] - removed
