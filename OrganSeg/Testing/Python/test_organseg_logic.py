@@ -292,7 +292,7 @@ def test_ui_parses_and_names_every_widget_the_module_uses():
 
 def test_module_file_imports_without_the_application():
     import OrganSeg
-    assert {"OrganSeg", "OrganSegWidget", "OrganSegLogic", "OrganSegTest"} <= set(vars(OrganSeg))
+    assert {"OrganSeg", "OrganSegWidget", "OrganSegLogic"} <= set(vars(OrganSeg))  # OrganSegTest needs the app
     assert OrganSeg.OrganSegLogic is OrganSegLogic
 
 

@@ -55,7 +55,7 @@ def test_every_name_signal_and_property_the_module_uses_exists_in_the_ui():
         cls = classes[name]
         if cls in SLICER_SIGNALS:
             continue
-        signals_, properties = qt_signals_and_properties(cls)
+        properties = qt_signals_and_properties(cls)[1]
         assert attribute in properties or hasattr(getattr(QtWidgets, cls), attribute), \
             f"{name} ({cls}) has no property or method {attribute}"
 

@@ -73,6 +73,7 @@ def test_panel_before_a_run(panel):
     assert ui(panel).statusText.lineWrapMode() == QPlainTextEdit.WidgetWidth
     assert ui(panel).segmentButton.isEnabled() and not ui(panel).cancelButton.isEnabled()
     assert panel.widget._parameterNode.inputVolume is panel.ct
+    assert panel.module.OrganSegTest.__name__ == "OrganSegTest", "Slicer's Reload and Test looks for it there"
     shot(panel, "before_run")
 
 
