@@ -12,14 +12,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "OrganSeg" / "Testing" / "Python"))
 
-from organseg.io import read_ct  # noqa: E402
-from organseg_slicer.volumes import volume_from_image  # noqa: E402
 from slicer_harness.application import Harness  # noqa: E402
 
 
 def main(png: Path, organs: tuple[str, ...] = ("liver", "spleen")) -> None:
     h = Harness(REPO / "OrganSeg")
-    volume_from_image(h.scene, read_ct(REPO / "Testing" / "Data" / "example_ct.nii.gz"), "example_ct")
+    h.loadVolume(REPO / "Testing" / "Data" / "example_ct.nii.gz", "example_ct")
     for key in organs:
         h.widget.organItems[key].setCheckState(0, 2)
     h.click(h.widget.ui.segmentButton)
