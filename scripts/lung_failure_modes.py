@@ -4,7 +4,7 @@ For each real CT the labeller's own output is the reference; each perturbation (
 lung and against the chest wall, ground glass, emphysema, a metal implant with streaks, low-dose noise, cropped
 fields of view) is applied to the CT and the labeller is run again. Printed as a markdown table (Dice against
 the unperturbed labels over the voxels the perturbed CT still holds; for lesions, the share of the lesion
-labelled lung), then the seconds on each CT, including a whole-body-sized one built as Testing/benchmark.py does.
+labelled lung), then the seconds on each CT, including a whole-body-sized one built as Testing/benchmarks/benchmark.py does.
 
 Usage: python scripts/lung_failure_modes.py [DATA_DIR] > scripts/lung_failure_modes.md
 """
@@ -137,7 +137,7 @@ def main() -> None:
         images[name] = canonical(read_ct(path))
         for row in rows_for(name, *images[name]):
             print(row, flush=True)
-    sys.path.insert(0, str(REPO / "Testing"))
+    sys.path.insert(0, str(REPO / "Testing" / "benchmarks"))
     from benchmark import resampled, single_torso
     example = read_ct(cases["TotalSegmentator example_ct (lung bases, abdomen)"])
     thorax = canonical(resampled(read_ct(cases["OpenKBP pt_82 (neck and upper thorax)"])))
@@ -146,7 +146,7 @@ def main() -> None:
     print("\n| CT | voxels (S x P x L) | labeller seconds |\n|---|---|---|")
     for name, (ct, spacing) in [*images.items(), ("DICOM series", dicom),
                                 ("OpenKBP pt_82 resampled to 512 x 512, 1.5 mm slices", thorax),
-                                ("whole-body-sized (example_ct as in Testing/benchmark.py)", whole)]:
+                                ("whole-body-sized (example_ct as in Testing/benchmarks/benchmark.py)", whole)]:
         print(f"| {name} | {'x'.join(map(str, ct.shape))} | {seconds(ct, spacing):.2f} |", flush=True)
     print(f"\nCPU load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} cores")
