@@ -4,7 +4,8 @@ For each real CT the labeller's own output is the reference; each perturbation (
 lung and against the chest wall, ground glass, emphysema, a metal implant with streaks, low-dose noise, cropped
 fields of view) is applied to the CT and the labeller is run again. Printed as a markdown table (Dice against
 the unperturbed labels over the voxels the perturbed CT still holds; for lesions, the share of the lesion
-labelled lung), then the seconds on each CT, including a whole-body-sized one built as Testing/benchmarks/benchmark.py does.
+labelled lung), then the seconds on each CT, including a whole-body-sized one built as
+Testing/benchmarks/benchmark.py does.
 
 Usage: python scripts/lung_failure_modes.py [DATA_DIR] > scripts/lung_failure_modes.md
 """
