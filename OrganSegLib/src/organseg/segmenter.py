@@ -26,7 +26,7 @@ from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
 from organseg.preprocess import Prepared, prepare
 from organseg.result import OrganMask, Progress, Result
-from organseg.runtime import LabellerRuntime, make_runtime, resolve_device
+from organseg.runtime import LabellerRuntime, Runtime, make_runtime, resolve_device
 from organseg.stats import organ_stats
 
 __all__ = ["Segmenter", "Cancelled"]
@@ -51,6 +51,13 @@ class Segmenter:
         self.postprocess = postprocess
         self.anchor_rules = anchor_rules
         self.strategy = strategy
+        self._runtimes: dict[Path, Runtime | LabellerRuntime] = {}  #: package folder -> its network, loaded once for every CT
+
+    def runtime(self, package: ModelPackage) -> Runtime | LabellerRuntime:
+        """The package's network on this segmenter's device, loaded on first use and kept (a batch, a worker)."""
+        if package.path not in self._runtimes:
+            self._runtimes[package.path] = make_runtime(package, self.device, self.engine)
+        return self._runtimes[package.path]
 
     @property
     def anchor_policy(self) -> pp.AnchorRules:
@@ -141,7 +148,7 @@ class Segmenter:
             key = package.organ.key
             if progress:
                 progress(Progress(index, len(packages), package.organ, "inference"))
-            runtime = make_runtime(package, self.device, self.engine)
+            runtime = self.runtime(package)
             if isinstance(runtime, LabellerRuntime):  # a classical labeller reads the HU volume itself
                 t0 = time.perf_counter()
                 mask = runtime.mask(canonical, spacing)
