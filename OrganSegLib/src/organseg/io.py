@@ -142,12 +142,16 @@ def available_memory() -> int | None:
     return None
 
 
+def memory_needed(size: tuple[int, ...], pixel_bytes: int) -> int:
+    """Bytes segmenting a CT of this size and stored pixel type needs: a canonical copy, masks, labels and the
+    network inputs. Also what a cluster task declares, from the CT's header."""
+    voxels = int(np.prod(size, dtype=np.int64))
+    return voxels * (pixel_bytes + WORK_BYTES_PER_VOXEL) + max(size) * INPUT_HEIGHT * INPUT_WIDTH * 4
+
+
 def check_memory(image: sitk.Image, source: str | os.PathLike) -> None:
-    """Refuse a CT whose working set would not fit: a canonical copy, masks, labels and the network inputs."""
-    voxels = int(np.prod(image.GetSize(), dtype=np.int64))
-    slices = max(image.GetSize())
-    needed = (voxels * (image.GetSizeOfPixelComponent() + WORK_BYTES_PER_VOXEL)
-              + slices * INPUT_HEIGHT * INPUT_WIDTH * 4)
+    """Refuse a CT whose working set would not fit."""
+    needed = memory_needed(image.GetSize(), image.GetSizeOfPixelComponent())
     available = available_memory()
     if available is not None and needed > available:
         raise InputError(f"{source}: segmenting this {'x'.join(map(str, image.GetSize()))} CT needs about "

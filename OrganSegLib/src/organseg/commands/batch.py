@@ -2,7 +2,8 @@
 
 Resumable: a CT whose result folder holds results is not segmented again (unless --overwrite). A CT that
 fails (unreadable, not a CT, too large, ...) is reported in the summary and the batch goes on. The work is
-`organseg.batch.run_batch`; this command parses and prints.
+`organseg.batch.run_batch`, or `organseg.batch_tasks.run_batch_on_cluster` with --workers, --scheduler or
+--cluster; this command parses and prints.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from tqdm import tqdm
 from organseg.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOptions, case_names, find_cts, read_list,
                             run_batch)
 from organseg.catalogue import parse_organs
-from organseg.commands.options import add_segmentation_options, make_segmenter, say_added_anchors
+from organseg.commands.options import (add_cluster_options, add_segmentation_options, cluster_spec, make_segmenter,
+                                      say_added_anchors, say_where)
 from organseg.errors import InputError, OutputError
 from organseg.export.output_types import parse_output_types
 from organseg.input_checks import format_ml
@@ -30,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True,
                    help=f"output folder: OUTDIR/<case>/ per CT and OUTDIR/{SUMMARY}")
     add_segmentation_options(p)
+    add_cluster_options(p, "CT")
     p.set_defaults(func=run)
 
 
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give CTs, folders of CTs, or --list FILE")
     if args.output.exists() and not args.output.is_dir():
         raise InputError(f"{args.output}: exists and is not a folder")
+    spec = cluster_spec(args)
     cases = case_names(find_cts(inputs))
     for ct in cases:
         if ct.is_dir() and args.output.resolve().is_relative_to(ct.resolve()):
@@ -56,8 +60,14 @@ def run(args: argparse.Namespace) -> int:
                            tuple(plan_warnings))
     rows = []
     with tqdm(total=len(cases), unit="CT", file=sys.stderr) as bar:  # closed before an interrupt message
-        for row in run_batch(cases, args.output, segmenter, options, starting=bar.set_description):
+        if spec.distributed:
+            from organseg.batch_tasks import run_batch_on_cluster
+            finished = run_batch_on_cluster(cases, args.output, segmenter, options, spec, started=say_where)
+        else:
+            finished = run_batch(cases, args.output, segmenter, options, starting=bar.set_description)
+        for row in finished:
             rows.append(row)
+            bar.set_description(row.case)
             bar.update(1)
             volumes = ", ".join(f"{k} {format_ml(v)} mL" for k, v in row.volumes_ml.items())
             detail = row.message if row.status == FAILED else volumes

@@ -3,7 +3,8 @@
 - `--models`: every command that reads model packages;
 - the segmentation options: `segment` and `batch` (and the `Segmenter` they describe);
 - the DICOM export arguments: `export-rtstruct` and `export-dicom-seg`;
-- the training options: `train` and `fine-tune`.
+- the training options: `train` and `fine-tune`;
+- where the tasks run (a Dask cluster): `batch` and `train`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from organseg.catalogue import parse_organs
+from organseg.cluster import Cluster, ClusterSpec, require_dask
 from organseg.dicom_series import find_series
 from organseg.errors import InputError
 from organseg.inference import INTERPOLATE_MM
@@ -196,3 +198,35 @@ def trainer_function(threads: int | None):
     if threads:
         torch.set_num_threads(threads)
     return train_organ
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """Where the tasks run (one per {unit}): in this process (default), or on a Dask cluster."""
+    g = parser.add_argument_group("cluster (needs: pip install 'organseg[cluster]')")
+    g.add_argument("--workers", type=positive_int, metavar="N",
+                   help=f"start a local Dask cluster of N worker processes, one {unit} per worker at a time")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask cluster, e.g. tcp://host:8786")
+    g.add_argument("--cluster", choices=("slurm",), help="start a Dask cluster on Slurm (dask-jobqueue)")
+    g.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="--cluster: batch jobs to submit, one worker each (default 1)")
+    g.add_argument("--cores", type=positive_int, default=1, metavar="C", help="--cluster: cores per job (default 1)")
+    g.add_argument("--memory", default="8GB", metavar="M", help="--cluster: memory per job (default 8GB)")
+    g.add_argument("--queue", metavar="Q", help="--cluster: queue (Slurm partition)")
+    g.add_argument("--retries", type=int, default=2, metavar="N",
+                   help=f"run a {unit} again on another worker when its worker dies, up to N times (default 2)")
+
+
+def say_where(cluster: Cluster) -> None:
+    """Where the tasks run and the Dask dashboard's address (above any progress bar)."""
+    from tqdm import tqdm
+    tqdm.write(f"running on {cluster.where}; dashboard: {cluster.client.dashboard_link}", file=sys.stderr)
+
+
+def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
+    """The ClusterSpec of the cluster options, checked, with Dask importable when it is needed."""
+    spec = ClusterSpec(args.workers, args.scheduler, args.cluster, args.jobs, args.cores, args.memory, args.queue,
+                       args.retries)
+    spec.check()
+    if spec.distributed:
+        require_dask()
+    return spec

@@ -1,0 +1,172 @@
+"""`organseg batch` on a real local Dask cluster of two worker processes, on real CTs.
+
+Same masks as the in-process batch, a bad CT reported, a worker killed in the middle of a case (the case is
+retried elsewhere; one killed too often is reported failed), an interrupted client whose rerun resumes, and
+the Slurm job script dask-jobqueue generates (no Slurm here: the script is checked, not submitted).
+"""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("distributed", reason="the cluster extra is not installed: pip install 'organseg[cluster]'")
+
+from organseg.cli import main  # noqa: E402
+from organseg.cluster import ClusterSpec, connect, slurm_cluster  # noqa: E402
+
+HN_CASES = ("train/pt_1", "train/pt_10", "validation/pt_201")
+
+
+def _summary(out):
+    with open(out / "batch_summary.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _masks(out, case):
+    folder = out / case
+    return {p.relative_to(folder).as_posix(): sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
+            for p in sorted(folder.rglob("*.nii.gz"))}
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, data_dir):
+    """Real CTs: three head-and-neck CTs (12 slices of each), the 20-slice DICOM series, and a truncated file."""
+    hn = data_dir.parent / "openkbp_hn"
+    if not (hn / HN_CASES[0] / "ct.nii.gz").is_file():
+        pytest.skip(f"OpenKBP CTs not found at {hn}")
+    root = tmp_path_factory.mktemp("cluster_cohort")
+    cts = []
+    for case in HN_CASES:
+        image = sitk.ReadImage(str(hn / case / "ct.nii.gz"))
+        cts.append(root / f"{case.split('/')[1]}.nii.gz")
+        sitk.WriteImage(image[:, :, 58:70], str(cts[-1]))
+    data = (data_dir / "example_ct.nii.gz").read_bytes()
+    (root / "broken.nii.gz").write_bytes(data[:len(data) // 3])
+    return cts + [data_dir / "example_ct_dicom", root / "broken.nii.gz"]
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, cohort, tiny_models):
+    """The in-process batch's results: the reference."""
+    out = tmp_path_factory.mktemp("serial") / "out"
+    assert main(["batch", *map(str, cohort), "-o", str(out), "--organs", "liver", "--models", str(tiny_models)]) == 1
+    return out
+
+
+def test_two_workers_give_the_serial_masks_and_report_the_bad_ct(tmp_path, cohort, tiny_models, serial):
+    out = tmp_path / "out"
+    assert main(["batch", *map(str, cohort), "-o", str(out), "--organs", "liver", "--models", str(tiny_models),
+                 "--workers", "2"]) == 1
+    rows, reference = _summary(out), _summary(serial)
+    assert [(r["case"], r["status"]) for r in rows] == [(r["case"], r["status"]) for r in reference]
+    assert [r["status"] for r in rows] == ["segmented"] * 4 + ["failed"]
+    assert "broken.nii.gz" in rows[4]["message"] and "corrupt or truncated" in rows[4]["message"]
+    assert [r["liver_ml"] for r in rows] == [r["liver_ml"] for r in reference]
+    for row in rows[:4]:
+        got, want = _masks(out, row["case"]), _masks(serial, row["case"])
+        assert got.keys() == want.keys() == {"masks/liver.nii.gz", "segmentation.nii.gz"}
+        assert all(np.array_equal(got[k], want[k]) for k in want), row["case"]
+    assert any(_masks(out, r["case"])["masks/liver.nii.gz"].any() for r in rows[:4])  # not all empty
+
+
+def _running(dask_worker):
+    return os.getpid(), [str(ts.key) for ts in dask_worker.state.executing]
+
+
+def _kill_while_running(client, case, deadline):
+    """SIGKILL the worker process that runs the case's task, as soon as it runs it."""
+    while time.monotonic() < deadline:
+        for pid, keys in client.run(_running, on_error="ignore").values():
+            if any(k.startswith(f"{case}-") for k in keys):
+                os.kill(pid, signal.SIGKILL)
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{case} never ran")
+
+
+def _batch_killing(cluster, ct, out, models, kills):
+    """Run a batch of one CT against the cluster; kill the worker running it `kills` times; the exit code."""
+    argv = ["batch", str(ct), "-o", str(out), "--organs", "liver", "--models", str(models),
+            "--scheduler", cluster.client.scheduler.address]
+    codes = []
+    batch = threading.Thread(target=lambda: codes.append(main(argv)))
+    batch.start()
+    deadline = time.monotonic() + 600
+    for _ in range(kills):
+        _kill_while_running(cluster.client, ct.name.split(".")[0], deadline)
+    batch.join(timeout=600)
+    return codes[0]
+
+
+def test_a_case_whose_worker_is_killed_is_retried_and_one_killed_too_often_fails(tmp_path, cohort, tiny_models,
+                                                                                 serial):
+    with connect(ClusterSpec(workers=2, retries=1)) as cluster:
+        assert _batch_killing(cluster, cohort[3], tmp_path / "a", tiny_models, kills=1) == 0  # retried elsewhere
+        assert _batch_killing(cluster, cohort[3], tmp_path / "b", tiny_models, kills=2) == 1  # more than --retries
+    [row] = _summary(tmp_path / "a")
+    assert row["status"] == "segmented"
+    assert np.array_equal(_masks(tmp_path / "a", "example_ct_dicom")["masks/liver.nii.gz"],
+                          _masks(serial, "example_ct_dicom")["masks/liver.nii.gz"])
+    [row] = _summary(tmp_path / "b")
+    assert row["status"] == "failed" and "died 2 time(s)" in row["message"] and str(cohort[3]) in row["message"]
+    assert not (tmp_path / "b" / "example_ct_dicom").exists()
+
+
+def test_an_interrupted_client_leaves_no_half_case_and_its_rerun_resumes(tmp_path, cohort, tiny_models, serial):
+    out = tmp_path / "out"
+    argv = ["batch", *map(str, cohort[:4]), "-o", str(out), "--organs", "liver", "--models", str(tiny_models),
+            "--workers", "2"]
+    client = subprocess.Popen([sys.executable, "-m", "organseg.cli", *argv], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not (out / "batch_summary.csv").exists() and client.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.send_signal(signal.SIGINT)
+    assert client.wait(timeout=60) == 130, client.stderr.read()
+    finished = {r["case"] for r in _summary(out)}
+    cases = {p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert finished and finished <= cases and len(cases) < 4
+    for case in cases:  # a case folder appears only once complete (a worker may finish one the client missed)
+        assert {"masks/liver.nii.gz", "segmentation.nii.gz"} <= _masks(out, case).keys()
+        assert (out / case / "stats.json").is_file()
+
+    assert main(argv) == 0
+    rows = _summary(out)
+    assert {r["case"] for r in rows if r["status"] == "done before"} == cases
+    assert [r["liver_ml"] for r in rows] == [r["liver_ml"] for r in _summary(serial)][:4]
+
+
+def test_the_slurm_job_script_runs_one_worker_declaring_its_memory(tmp_path):
+    spec = ClusterSpec(kind="slurm", cores=4, memory="16GB", queue="long")
+    with slurm_cluster(spec) as cluster:
+        script = cluster.job_script()
+    lines = script.splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    for directive in ("#SBATCH -p long", "#SBATCH -n 1", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=15G"):
+        assert directive in lines, directive
+    command = lines[-1].split()
+    assert command[:3] == [sys.executable, "-m", "distributed.cli.dask_worker"]
+    assert command[command.index("--nthreads") + 1] == "4" and "--nworkers" not in command
+    assert command[command.index("--resources") + 1] == "MEMORY=16000000000"
+    (tmp_path / "job.sh").write_text(script)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "job.sh")]).returncode == 0
+
+
+def test_without_dask_the_batch_runs_in_process_and_cluster_options_are_one_line_errors(tmp_path, cohort,
+                                                                                         tiny_models, capsys):
+    no_dask = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
+               "from organseg.cli import main; sys.exit(main(sys.argv[1:]))")
+    argv = ["batch", str(cohort[1]), "-o", str(tmp_path / "out"), "--organs", "liver", "--models", str(tiny_models)]
+    run = subprocess.run([sys.executable, "-c", no_dask, *argv], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    run = subprocess.run([sys.executable, "-c", no_dask, *argv, "--workers", "2"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2 and "pip install 'organseg[cluster]'" in run.stderr and "Traceback" not in run.stderr
+    assert main([*argv, "--workers", "2", "--scheduler", "tcp://localhost:8786"]) == 2
+    assert "give only one of --workers, --scheduler and --cluster" in capsys.readouterr().err
