@@ -108,7 +108,7 @@ def connect(spec: ClusterSpec, timeout_s: float = 60.0) -> Iterator[Cluster]:
                 client = stack.enter_context(distributed.Client(spec.scheduler, timeout=timeout_s))
                 client.wait_for_workers(1, timeout=timeout_s)
             except (OSError, TimeoutError) as err:
-                raise InputError(f"--scheduler {spec.scheduler}: no Dask scheduler with workers there ({err})") from None
+                raise InputError(f"--scheduler {spec.scheduler}: no Dask scheduler with workers ({err})") from None
             yield Cluster(client, _worker_memory(client), f"the Dask scheduler at {spec.scheduler}")
             return
         if spec.kind == "slurm":

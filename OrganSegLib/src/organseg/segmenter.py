@@ -51,7 +51,7 @@ class Segmenter:
         self.postprocess = postprocess
         self.anchor_rules = anchor_rules
         self.strategy = strategy
-        self._runtimes: dict[Path, Runtime | LabellerRuntime] = {}  #: package folder -> its network, loaded once for every CT
+        self._runtimes: dict[Path, Runtime | LabellerRuntime] = {}  #: package folder -> its loaded network
 
     def runtime(self, package: ModelPackage) -> Runtime | LabellerRuntime:
         """The package's network on this segmenter's device, loaded on first use and kept (a batch, a worker)."""
