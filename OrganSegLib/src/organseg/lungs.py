@@ -114,9 +114,10 @@ def _cut_by_field_of_view(air: np.ndarray, ct: np.ndarray, body: np.ndarray, par
         walled.append((rows > first[:, None]) & (rows < last[:, None]))
     for start in range(0, air.shape[0], _CHUNK):
         part = slice(start, start + _CHUNK)
-        if not (walled[0][part].any() or walled[1][part].any()):
-            continue
         chunk = air[part]
+        aerated = chunk & (ct[part] >= params.pure_air_hu)  # only where such air meets a walled edge is work due
+        if not ((aerated[:, :, 0] & walled[0][part]).any() or (aerated[:, :, -1] & walled[1][part]).any()):
+            continue
         labels, n = ndimage.label(chunk, structure=_IN_PLANE)
         edge = np.zeros(n + 1, dtype=bool)
         edge[labels[:, :, 0][walled[0][part]]] = True
