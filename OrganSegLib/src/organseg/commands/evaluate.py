@@ -2,7 +2,8 @@
 case, without and with post-processing, as CSV, a markdown table and a box plot.
 
 Predictions come from result folders of `organseg segment` (--pred, and --pred-raw for a run with
---no-postprocess), or from segmenting a CT here both ways (--ct with --models).
+--no-postprocess), from segmenting a CT here both ways (--ct with --models), or from segmenting every
+test-split case of a dataset CSV both ways (--data with --models: the paper's Table 1 for the user's models).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from organseg.evaluation.compare import POST, PRED, RAW, compare
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM
 from organseg.evaluation.report import FILES, write_report
 from organseg.labelmaps import read_label_names
+from organseg.runtime import DEVICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,14 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--pred", type=Path, help="result folder of `organseg segment` (or a folder of them, one "
                                                   "per case), a folder of ORGAN.nii.gz masks or a label map")
     source.add_argument("--ct", type=Path, help="segment this CT here, without and with post-processing")
+    source.add_argument("--data", type=Path, help="dataset CSV (`organseg dataset`): segment its test-split cases "
+                                                  "both ways against their references (the paper's Table 1)")
     p.add_argument("--pred-raw", type=Path, help="the same cases segmented with --no-postprocess (then --pred "
                                                  "is taken as post-processed and the effect is tested)")
-    p.add_argument("--ref", type=Path, required=True,
-                   help="reference: label map file, folder of ORGAN.nii.gz masks, or a folder with one per case")
+    p.add_argument("--ref", type=Path,
+                   help="reference: label map file, folder of ORGAN.nii.gz masks, or a folder with one per case "
+                        "(needed with --pred and --ct; --data takes the CSV's masks)")
     p.add_argument("--ref-labels", type=Path, help="labels JSON of a TotalSegmentator-style reference map (id -> "
                                                    "name); default: the map uses catalogue label values")
     p.add_argument("--organs", help="comma-separated organs (default: every organ predicted)")
-    add_models_option(p, "model folder for --ct")
+    add_models_option(p, "model folder for --ct and --data")
+    p.add_argument("--split", default="test", help="with --data: the split to evaluate (default test)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where --ct and --data segment (default auto)")
     p.add_argument("--case", help="case name for a single case (default: the file or folder name)")
     p.add_argument("--tolerance", type=float, default=NSD_TOLERANCE_MM,
                    help=f"NSD tolerance in mm (default {NSD_TOLERANCE_MM:g})")
@@ -54,7 +61,7 @@ def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter
     image = read_ct(args.ct)
     variants: dict[str, MaskGetter] = {}
     for name, post in ((RAW, False), (POST, True)):
-        result = Segmenter(store, postprocess=post).segment(image, keys, source=str(args.ct))
+        result = Segmenter(store, device=args.device, postprocess=post).segment(image, keys, source=str(args.ct))
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         variants[name] = lambda o, r=result: r.mask_image(o.key) if o.key in r.masks else None
@@ -82,6 +89,22 @@ def _from_folders(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGet
     return predictions, organs
 
 
+def _held_out(args: argparse.Namespace, warn) -> tuple[list[dict], list[Organ]]:
+    """Metric rows of the --data split's cases segmented both ways against the CSV's masks, case by case
+    (one case's masks in memory at a time)."""
+    from organseg.evaluation.held_out import evaluated_organs, held_out_cases, references, segment_both_ways
+
+    store = model_store(args)
+    cases = held_out_cases(args.data, args.split)
+    organs = evaluated_organs(cases, store, parse_organs(args.organs))
+    rows = []
+    for number, spec in enumerate(cases, start=1):
+        print(f"[{number}/{len(cases)}] segmenting {spec.name} without and with post-processing", file=sys.stderr)
+        variants = segment_both_ways(spec, store, organs, args.device, warn)
+        rows += compare({spec.name: variants}, {spec.name: references(spec)}, organs, args.tolerance)
+    return rows, organs
+
+
 def run(args: argparse.Namespace) -> int:
     existing = [f for f in FILES if (args.output / f).exists()]
     if existing and not args.overwrite:
@@ -91,20 +114,34 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--tolerance must be positive (got {args.tolerance})")
     if args.ct and args.pred_raw:
         raise InputError("--pred-raw goes with --pred; --ct segments without and with post-processing itself")
-    names = read_label_names(args.ref_labels) if args.ref_labels else None
-    predictions, organs = _segmented(args) if args.ct else _from_folders(args)
-    references = match_references(list(predictions), args.ref, names)
-    rows = compare(predictions, references, organs, args.tolerance,
-                   warn=lambda s: print(f"warning: {s}", file=sys.stderr))
+    if (args.ref is None) != bool(args.data):
+        raise InputError("--ref names the references of --pred and --ct; --data takes them from the CSV")
+    if args.data and args.pred_raw:
+        raise InputError("--pred-raw goes with --pred; --data segments without and with post-processing itself")
+
+    def warn(line: str) -> None:
+        print(f"warning: {line}", file=sys.stderr)
+
+    if args.data:
+        rows, organs = _held_out(args, warn)
+        notes = [f"prediction: the models of {', '.join(map(str, model_store(args).dirs))} on the '{args.split}' "
+                 f"cases of {args.data}, without and with the anchor post-processing",
+                 f"reference: the masks of {args.data}; an organ a case does not label is not scored"]
+    else:
+        names = read_label_names(args.ref_labels) if args.ref_labels else None
+        predictions, organs = _segmented(args) if args.ct else _from_folders(args)
+        references = match_references(list(predictions), args.ref, names)
+        notes = [f"prediction: {args.ct or args.pred}" + (f"; without post-processing: {args.pred_raw}"
+                                                           if args.pred_raw else ""),
+                 f"reference: {args.ref}" + (f" (labels {args.ref_labels}, mapped through the catalogue's "
+                                             "TotalSegmentator names)" if args.ref_labels else "")]
+        rows = compare(predictions, references, organs, args.tolerance, warn=warn)
     if not rows:
-        raise InputError(f"{args.ref}: no reference mask for any of {', '.join(o.key for o in organs)}")
-    notes = [f"prediction: {args.ct or args.pred}" + (f"; without post-processing: {args.pred_raw}" if args.pred_raw
-                                                       else ""),
-             f"reference: {args.ref}" + (f" (labels {args.ref_labels}, mapped through the catalogue's "
-                                         "TotalSegmentator names)" if args.ref_labels else ""),
-             f"NSD tolerance {args.tolerance:g} mm; distances in mm on the prediction's voxel grid; HD95 is "
+        raise InputError(f"{args.ref or args.data}: no reference mask for any of {', '.join(o.key for o in organs)}")
+    notes += [f"NSD tolerance {args.tolerance:g} mm; distances in mm on the prediction's voxel grid; HD95 is "
              "NaN where a mask is empty"]
-    files = write_report(rows, args.output, "OrganSeg evaluation", notes)
+    title = f"Table 1: OrganSeg on the {args.split} split of {args.data.name}" if args.data else "OrganSeg evaluation"
+    files = write_report(rows, args.output, title, notes)
     print(files["evaluation.md"].read_text())
     print("wrote " + ", ".join(str(p) for p in files.values()), file=sys.stderr)
     return 0

@@ -124,9 +124,9 @@ def run_export(args: argparse.Namespace, writer: Callable) -> int:
     return 0
 
 
-def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig) -> None:
+def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig, organ_required: bool = True) -> None:
     """Options shared by `train` and `fine-tune`."""
-    p.add_argument("--organ", required=True, help="catalogue organ name (see `organseg organs`)")
+    p.add_argument("--organ", required=organ_required, help="catalogue organ name (see `organseg organs`)")
     p.add_argument("--data", type=Path, required=True,
                    help="dataset CSV with columns image, mask, source (+ optional label, labels, case)")
     p.add_argument("--steps", type=int, default=defaults.max_steps,

@@ -16,7 +16,7 @@ from organseg.evaluation.metrics import OrganMetrics
 
 METRICS = tuple(OrganMetrics.__dataclass_fields__)
 #: Metrics of the summary table: (field, heading, format).
-TABLE = (("dice", "Dice", ".3f"), ("nsd", "NSD", ".3f"), ("hd95_mm", "HD95 mm", ".1f"),
+TABLE = (("dice", "Dice", ".3f"), ("jaccard", "Jaccard", ".3f"), ("nsd", "NSD", ".3f"), ("hd95_mm", "HD95 mm", ".1f"),
          ("volume_diff_pct", "ΔV %", ".1f"))
 FILES = ("metrics.csv", "summary.csv", "evaluation.md", "boxplot.png")
 
@@ -91,7 +91,7 @@ def markdown(rows: list[dict], summary: list[dict], title: str, notes: list[str]
                 cells.append(f"{p:.3g}" if np.isfinite(p) else f"n/a ({s['wilcoxon_note']})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± SD over cases; PP = post-processing; p = two-sided Wilcoxon signed-rank test of PP vs "
-              "no PP (scipy.stats.wilcoxon). NSD: normalised surface distance at the tolerance below; HD95: "
+              "no PP (scipy.stats.wilcoxon). Jaccard: intersection over union; NSD: normalised surface distance at the tolerance below; HD95: "
               "95th percentile Hausdorff distance; ΔV: volume difference relative to the reference.", "",
               "## Per case", "",
               "| Case | Organ | Variant | Dice | Jaccard | NSD | HD95 mm | V pred mL | V ref mL | ΔV mL |",
