@@ -1,0 +1,45 @@
+"""The GPU training path's parts, run on the CPU (no GPU here): the step class (float16 autocast and gradient
+scaling on CUDA, a plain float32 step elsewhere) and the DataLoader batch stream with workers."""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from conftest import TS_LIVER
+from organseg.network import ResUNet2D
+from organseg.training.accelerated import MixedPrecisionStep, batch_stream
+from organseg.training.loop import dice_bce_loss
+from organseg.training.slices import organ_slices
+
+
+def _liver_slices(dicom_ct, ts_labels):
+    """Every third slice, cut to 96 x 96 pixels around the liver (small: these tests check plumbing)."""
+    pairs = organ_slices(dicom_ct, sitk.Cast(ts_labels == TS_LIVER, sitk.sitkUInt8))
+    rows, cols = np.nonzero(pairs.targets.any(axis=0))
+    r, c = max(int(rows.mean()) - 48, 0), max(int(cols.mean()) - 48, 0)
+    return (np.ascontiguousarray(a[::3, r:r + 96, c:c + 96]) for a in (pairs.inputs, pairs.targets))
+
+
+def test_mixed_precision_steps_lower_the_loss_on_real_slices(dicom_ct, ts_labels):
+    x, y = (torch.from_numpy(a[:4, None].copy()) for a in _liver_slices(dicom_ct, ts_labels))
+    torch.manual_seed(0)
+    net = ResUNet2D()
+    step = MixedPrecisionStep(net, torch.optim.Adam(net.parameters(), lr=1e-3), "cpu", dice_bce_loss)
+    losses = [step(x, y) for _ in range(6)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert not step.mixed and not step.scaler.is_enabled()  # the CPU path is not mixed precision
+
+
+def test_batch_stream_with_workers_is_seeded_per_worker(dicom_ct, ts_labels):
+    inputs, targets = _liver_slices(dicom_ct, ts_labels)
+
+    def sample(rng: np.random.Generator):
+        idx = rng.choice(len(inputs), 2)
+        return torch.from_numpy(inputs[idx, None]), torch.from_numpy(targets[idx, None])
+
+    first = [x for x, _ in (next(s) for s in [batch_stream(sample, [0, 5], 2, False)] * 4)]
+    again = [x for x, _ in (next(s) for s in [batch_stream(sample, [0, 5], 2, False)] * 4)]
+    assert first[0].shape == (2, 1, *inputs.shape[1:])
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # same seed and step: the same batches
+    assert not torch.equal(first[0], first[1]) or not torch.equal(first[1], first[2])  # workers differ
