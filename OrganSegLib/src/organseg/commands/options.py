@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,7 @@ from organseg.errors import InputError
 from organseg.inference import INTERPOLATE_MM
 from organseg.model_package import ModelStore
 from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH
-from organseg.runtime import DEVICES
+from organseg.runtime import DEVICES, resolve_device
 from organseg.segmenter import Segmenter
 from organseg.training.config import FitConfig
 
@@ -150,6 +151,9 @@ def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig, organ_
                    help=f"share of crops centred on the organ (default {defaults.foreground_fraction})")
     p.add_argument("--poly-lr", action="store_true", help="decay the learning rate to 0 over --steps or --max-minutes")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: a CUDA GPU if there is one (mixed precision, DataLoader workers), else the CPU")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader processes making batches on a GPU (default 4)")
     p.add_argument("--work", type=Path, help="folder for checkpoints and the log (default OUT/.train-ORGAN)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,6 +161,8 @@ def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig, organ_
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
     """The FitConfig of the command-line options (checked)."""
+    if args.workers < 0:
+        raise InputError(f"--workers must be 0 or more (got {args.workers})")
     for name in ("steps", "batch_size", "val_every", "patience", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -186,9 +192,9 @@ def _patch(value: str | None) -> tuple[int, int] | None:
     return rows, cols
 
 
-def trainer_function(threads: int | None):
-    """`organseg.training.run.train_organ` (PyTorch on `threads` CPU threads), or a one-line error when
-    PyTorch is missing."""
+def trainer_function(threads: int | None, device: str = "cpu", workers: int = 0):
+    """`organseg.training.run.train_organ` on the device (PyTorch on `threads` CPU threads), or a one-line
+    error when PyTorch or the asked-for GPU is missing."""
     try:
         import torch
 
@@ -197,7 +203,8 @@ def trainer_function(threads: int | None):
         raise InputError(f"training needs PyTorch ({err}): pip install 'organseg[torch]'") from None
     if threads:
         torch.set_num_threads(threads)
-    return train_organ
+    device = "cuda" if resolve_device(device) == "cuda" else "cpu"
+    return partial(train_organ, device=device, workers=workers if device == "cuda" else 0)
 
 
 def add_cluster_options(parser: argparse.ArgumentParser, unit: str) -> None:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     config = fit_config(args)
     if args.organs:
         return _train_organs(args, config)
-    train_organ = trainer_function(args.threads)
+    train_organ = trainer_function(args.threads, args.device, args.workers)
     train_organ(args.organ, args.data, args.out, config, args.work, args.resume, margin=args.margin,
                 progress=not args.quiet)
     return 0
@@ -46,7 +46,7 @@ def _train_organs(args: argparse.Namespace, config: FitConfig) -> int:
     if args.min_cases < 1:
         raise InputError(f"--min-cases must be at least 1 (got {args.min_cases})")
     plans = plan_organs(parse_organs(args.organs), read_dataset(args.data), args.out, args.work, args.min_cases)
-    train_organ = trainer_function(args.threads) if any(p.action != "skip" for p in plans) else None
+    train_organ = trainer_function(args.threads, args.device, args.workers) if any(p.action != "skip" for p in plans) else None
     failed = []
     for number, plan in enumerate(plans, start=1):
         head = f"[{number}/{len(plans)}] {plan.organ.key}:"

@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -107,14 +108,14 @@ class FitState:
     rng: dict = field(default_factory=dict)
 
 
-def validation_dice(net: nn.Module, val: SliceSet, batch_size: int = 8) -> float:
+def validation_dice(net: nn.Module, val: SliceSet, batch_size: int = 8, device: str = "cpu") -> float:
     """Dice of the thresholded predictions pooled over all validation slices (network input size)."""
     net.eval()
     pred = np.empty(val.targets.shape, dtype=bool)
     with torch.inference_mode():
         for start in range(0, len(val), batch_size):
             x, _ = val.batch(np.arange(start, min(start + batch_size, len(val))))
-            pred[start:start + len(x)] = (net(x)[:, 0] >= 0).numpy()  # logit 0 = probability 0.5
+            pred[start:start + len(x)] = (net(x.to(device))[:, 0] >= 0).cpu().numpy()  # logit 0: probability 0.5
     net.train()
     return dice(pred, val.targets)
 
@@ -123,8 +124,11 @@ class Trainer:
     """Adam on Dice + BCE with validation every `val_every` steps, keeping the best-validation weights."""
 
     def __init__(self, net: ResUNet2D, config: FitConfig, augment: Augment | None,
-                 checkpoint: Path | None = None, identity: dict | None = None) -> None:
-        self.net, self.config, self.augment = net, config, augment
+                 checkpoint: Path | None = None, identity: dict | None = None, device: str = "cpu",
+                 workers: int = 0) -> None:
+        """`device` 'cuda': mixed precision and `workers` DataLoader processes (`training.accelerated`)."""
+        self.net, self.config, self.augment = net.to(device), config, augment
+        self.device, self.workers = device, workers
         self.optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
         self.state = FitState()
         self.best = state_dict_arrays(net)
@@ -136,7 +140,7 @@ class Trainer:
         """Continue from the checkpoint file (same data, organ and settings)."""
         if self.checkpoint is None or not self.checkpoint.is_file():
             raise InputError(f"{self.checkpoint}: no checkpoint to resume from; start without --resume")
-        saved = torch.load(self.checkpoint, weights_only=True)
+        saved = torch.load(self.checkpoint, weights_only=True, map_location="cpu")
         if json.loads(saved["identity"]) != self.identity:
             raise InputError(f"{self.checkpoint}: was made for other data, organ or settings "
                              f"({saved['identity']}); use another --work folder or delete it")
@@ -170,18 +174,19 @@ class Trainer:
         self.net.train()
         if not state.val_history:
             self._validate(val, log)  # the starting point: untrained, or the parent model when fine-tuning
+        sample, step = self._sampler(train), partial(_step, self.net, self.optimiser)
+        if self.device != "cpu":
+            from organseg.training.accelerated import MixedPrecisionStep, batch_stream
+            stream = batch_stream(sample, [cfg.seed, state.step], self.workers, pin=self.device == "cuda")
+            sample, step = (lambda rng: next(stream)), MixedPrecisionStep(self.net, self.optimiser, self.device,
+                                                                           dice_bce_loss)
         try:
             while state.step < cfg.max_steps and not state.stopped_early and not self._out_of_time():
                 t0 = time.perf_counter()
-                idx = self.rng.choice(len(train), cfg.batch_size, replace=len(train) < cfg.batch_size)
-                x, y = train.batch(idx) if cfg.patch is None else \
-                    train.patches(idx, cfg.patch, self.rng, cfg.foreground_fraction)
                 if cfg.poly_lr:
                     for group in self.optimiser.param_groups:
                         group["lr"] = cfg.lr * (1 - self._progress()) ** 0.9
-                if self.augment is not None:
-                    x, y = self.augment(x, y, self.rng)
-                state.losses.append(_step(self.net, self.optimiser, x, y))
+                state.losses.append(step(*sample(self.rng)))
                 state.step += 1
                 state.seconds += time.perf_counter() - t0
                 if state.step % cfg.val_every == 0 or state.step == cfg.max_steps or self._out_of_time():
@@ -202,6 +207,17 @@ class Trainer:
         self.net.eval()
         return state
 
+    def _sampler(self, train: SliceSet) -> Callable[[np.random.Generator], tuple[torch.Tensor, torch.Tensor]]:
+        """A batch of training slices (or crops), augmented, drawn with the given generator."""
+        cfg = self.config
+
+        def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            idx = rng.choice(len(train), cfg.batch_size, replace=len(train) < cfg.batch_size)
+            x, y = train.batch(idx) if cfg.patch is None else \
+                train.patches(idx, cfg.patch, rng, cfg.foreground_fraction)
+            return self.augment(x, y, rng) if self.augment is not None else (x, y)
+        return sample
+
     def _progress(self) -> float:
         """Share of the budget used: steps or training time, whichever runs out first."""
         cfg, state = self.config, self.state
@@ -216,7 +232,7 @@ class Trainer:
     def _validate(self, val: SliceSet, log: Callable[[str], None]) -> None:
         state = self.state
         t0 = time.perf_counter()
-        score = validation_dice(self.net, val, max(self.config.batch_size, 8))
+        score = validation_dice(self.net, val, max(self.config.batch_size, 8), self.device)
         state.val_history.append([state.step, score])
         if score > state.best_dice:
             state.best_dice, state.best_step, state.bad_validations = score, state.step, 0

@@ -67,9 +67,11 @@ def load_training_data(data_csv: Path, organ_key: str, margin: int, seed: int,
 
 def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, config: FitConfig = FitConfig(),
                 work_dir: str | Path | None = None, resume: bool = False, parent: ModelPackage | None = None,
-                margin: int = 30, progress: bool = True, log: Callable[[str], None] = _stderr) -> ModelPackage:
+                margin: int = 30, progress: bool = True, log: Callable[[str], None] = _stderr, device: str = "cpu",
+                workers: int = 0) -> ModelPackage:
     """Train the organ's network (from `parent`'s weights when fine-tuning) and write a new package version.
 
+    On a GPU (`device` 'cuda') the steps run in mixed precision with `workers` DataLoader processes.
     Checkpoints go to `work_dir` (default OUT/.train-<organ>); `resume` continues from its checkpoint.
     """
     organ = find_organ(organ_key)
@@ -91,7 +93,7 @@ def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, confi
     settings = {k: v for k, v in asdict(config).items() if k not in ("max_steps", "patience", "max_seconds")}
     identity = {"organ": organ.key, "data_sha256": sha256(data_csv), "margin": margin, **settings,
                 "parent": parent.meta["files"]["weights.npz"]["sha256"] if parent else None}
-    trainer = Trainer(net, config, Augmentation() if config.augment else None, checkpoint, identity)
+    trainer = Trainer(net, config, Augmentation() if config.augment else None, checkpoint, identity, device, workers)
     if resume:
         trainer.resume()
         log(f"resuming from step {trainer.state.step} ({checkpoint})")
@@ -123,6 +125,7 @@ def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, confi
         "split": split.description,
         "steps": state.step, "best_step": state.best_step, "stopped_early": state.stopped_early,
         "seconds": round(state.seconds, 1), "torch_threads": torch.get_num_threads(),
+        "device": device,
         "config": asdict(config), "augmentation": asdict(Augmentation()) if config.augment else None,
         "loss_curve": [[min(i + val_every, len(state.losses)), round(float(np.mean(state.losses[i:i + val_every])), 4)]
                        for i in range(0, len(state.losses), val_every)],
