@@ -1,4 +1,5 @@
-"""`organseg train --organ ORGAN | --organs all|LIST --data DATASET.csv --out MODELDIR`: new model packages from labelled CT."""
+"""`organseg train --organ ORGAN | --organs all|LIST --data DATASET.csv --out MODELDIR`: new model packages
+from labelled CT."""
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,8 @@ def _train_organs(args: argparse.Namespace, config: FitConfig) -> int:
     if args.min_cases < 1:
         raise InputError(f"--min-cases must be at least 1 (got {args.min_cases})")
     plans = plan_organs(parse_organs(args.organs), read_dataset(args.data), args.out, args.work, args.min_cases)
-    train_organ = trainer_function(args.threads, args.device, args.workers) if any(p.action != "skip" for p in plans) else None
+    to_train = any(p.action != "skip" for p in plans)
+    train_organ = trainer_function(args.threads, args.device, args.workers) if to_train else None
     failed = []
     for number, plan in enumerate(plans, start=1):
         head = f"[{number}/{len(plans)}] {plan.organ.key}:"

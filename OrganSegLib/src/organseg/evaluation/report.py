@@ -91,7 +91,8 @@ def markdown(rows: list[dict], summary: list[dict], title: str, notes: list[str]
                 cells.append(f"{p:.3g}" if np.isfinite(p) else f"n/a ({s['wilcoxon_note']})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± SD over cases; PP = post-processing; p = two-sided Wilcoxon signed-rank test of PP vs "
-              "no PP (scipy.stats.wilcoxon). Jaccard: intersection over union; NSD: normalised surface distance at the tolerance below; HD95: "
+              "no PP (scipy.stats.wilcoxon). Jaccard: intersection over union; NSD: normalised surface distance at "
+              "the tolerance below; HD95: "
               "95th percentile Hausdorff distance; ΔV: volume difference relative to the reference.", "",
               "## Per case", "",
               "| Case | Organ | Variant | Dice | Jaccard | NSD | HD95 mm | V pred mL | V ref mL | ΔV mL |",
