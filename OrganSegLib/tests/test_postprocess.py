@@ -17,6 +17,13 @@ def test_gallbladder_needs_the_liver_and_switching_its_rule_off_drops_the_need()
     assert AnchorRules({"pancreas": True}).applies("pancreas")
 
 
+def test_each_organ_runs_after_the_chosen_anchors_its_box_needs():
+    rules = AnchorRules()
+    assert rules.order(["liver", "gallbladder", "lungs"]) == ["lungs", "liver", "gallbladder"]
+    assert rules.order(["kidneys", "lungs"]) == ["kidneys", "lungs"]  # they bound each other: as chosen
+    assert AnchorRules(enabled=False).order(["liver", "lungs"]) == ["liver", "lungs"]
+
+
 def test_largest_component_is_kept_and_holes_filled():
     mask = np.zeros((10, 20, 20), dtype=bool)
     mask[2:8, 2:12, 2:12] = True

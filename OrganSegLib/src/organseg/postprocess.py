@@ -197,6 +197,16 @@ class AnchorRules:
             needed += [a for a in self.needs(key) if a not in organs and a not in needed]
         return needed
 
+    def order(self, organs: list[str]) -> list[str]:
+        """The organs in the order to run them: each after the chosen anchors its box needs, so that its search and
+        its components are bounded by them; where anchors need each other (lungs and kidneys) the earlier goes first."""
+        pending, done = list(organs), []
+        while pending:
+            ready = [k for k in pending if set(self.needs(k)) & set(organs) <= set(done) | {k}]
+            done.append((ready or pending)[0])
+            pending.remove(done[-1])
+        return done
+
     def window(self, key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
                n_slices: int) -> tuple[tuple[int, int] | None, list[str]]:
         """The slice range the organ may occupy given the anchors found (None when its box does not apply), and

@@ -100,7 +100,7 @@ class Segmenter:
                 cancel: Callable[[], bool] | None = None, source: str = "image") -> Result:
         """Segment the organs (names, comma string or None for all) of a CT image in HU.
 
-        Anchor organs run first; each organ is finished (anchor box, mapped back, statistics) as soon as
+        Each organ runs after the chosen anchors its box needs (anchor organs first); each organ is finished (anchor box, mapped back, statistics) as soon as
         the anchors its rule needs are done, and reported through `progress` with its final mask.
         """
         check_ct(image, source)
@@ -144,11 +144,13 @@ class Segmenter:
                 if progress:
                     progress(Progress(len(masks), len(packages), package.organ, "done", seconds[key], masks[key]))
 
-        for index, package in enumerate(packages, 1):
-            key = package.organ.key
+        by_key = {p.organ.key: p for p in packages}
+        for index, key in enumerate(rules.order(list(by_key)), 1):  # each organ after the anchors bounding it
+            package = by_key[key]
             if progress:
                 progress(Progress(index, len(packages), package.organ, "inference"))
             runtime = self.runtime(package)
+            window = rules.window(key, extents, slice_mm, canonical.shape[0])[0]
             if isinstance(runtime, LabellerRuntime):  # a classical labeller reads the HU volume itself
                 t0 = time.perf_counter()
                 mask = runtime.mask(canonical, spacing)
@@ -160,8 +162,10 @@ class Segmenter:
                     seconds["_prepare"] = seconds.get("_prepare", 0.0) + time.perf_counter() - t0
                 t0 = time.perf_counter()
                 mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.batch_size, cancel,
-                                     *self._search(rules, key, extents, slice_mm, canonical.shape[0]))
+                                     *self._search(key, window, slice_mm))
             predicted[key] = OrganMask.from_full(mask)
+            if window is not None:  # every strategy cleans only what the search may see (full ran every slice)
+                mask = rules.apply(key, mask, extents, slice_mm)[0]
             if self.postprocess:
                 mask = pp.clean_organ(key, mask, voxel_ml)
             cleaned[key] = OrganMask.from_full(mask)
@@ -176,17 +180,18 @@ class Segmenter:
         return Result(reference, {k: masks[k] for k in order}, [stats[k] for k in order], seconds, added,
                       warnings, models)
 
-    def _search(self, rules: pp.AnchorRules, key: str, extents: dict[str, tuple[int, int] | None],
-                slice_mm: float, n_slices: int) -> tuple[int, tuple[int, int] | None, int, int]:
+    def _search(self, key: str, window: tuple[int, int] | None,
+                slice_mm: float) -> tuple[int, tuple[int, int] | None, int, int]:
         """(stride, window, margin, max_gap) for `predict_organ`: every slice, or the organ's coarse stride, the
-        anchor range, the fine margin and (interpolate strategy) the largest interpolated gap.
+        anchor window, the fine margin and (interpolate strategy) the largest interpolated gap.
 
-        For coarse-to-fine the search is limited to the axial range that the anchors found so far allow, when
-        the organ's anchor box applies (it would clear any finding outside that range anyway).
+        The window is where the anchors found so far allow the organ (None when its box does not apply). Every
+        strategy keeps only the window before cleaning components, so the largest component is chosen among the
+        findings the anchors allow, not one the box would clear afterwards, and coarse-to-fine may skip every slice
+        outside it with the masks of full inference.
         """
         if self.strategy == "full":
             return 1, None, 1, 1
-        window = rules.window(key, extents, slice_mm, n_slices)[0]
         max_gap = slices_within(INTERPOLATE_MM, slice_mm) if self.strategy == "interpolate" else 1
         return (coarse_stride(slice_mm, organ(key).min_extent_mm), window,
                 slices_within(FINE_MARGIN_MM, slice_mm), max_gap)
