@@ -4,7 +4,9 @@ Three strategies. Full: every slice that has body. Coarse-to-fine: every k-th sl
 contiguous along the body axis, the slices around each slice where the organ was found, until m empty
 slices border every run of found slices (m: the fine margin, FINE_MARGIN_MM). A run of k or more slices is
 therefore always found and kept whole; only a run shorter than k that lies more than m slices from any other
-finding can be missed.
+finding can be missed. When every coarse slice finds the organ (it spans the search, as the spinal cord does on a
+head-and-neck CT), the rest run at once in full batches, as full inference would: the fine rounds would run
+nearly every slice anyway, in smaller batches, and could end up slower than every slice.
 
 The coarse step is half of the organ's smallest plausible cranio-caudal extent (`Organ.min_extent_mm`),
 rounded down to whole slices and at least one slice: k = max(1, floor(min_extent_mm / 2 / slice_mm)). An
@@ -135,7 +137,11 @@ def predict_organ(prepared: Prepared, runtime: Runtime, threshold: float, batch_
         predictor.run(np.arange(lo, hi))
         return predictor.mask
     margin = stride if margin is None else max(1, margin)
-    predictor.run(np.unique(np.r_[np.arange(lo, hi, stride), hi - 1]))
+    coarse = np.unique(np.r_[np.arange(lo, hi, stride), hi - 1])
+    predictor.run(coarse)
+    if max_gap <= 1 and predictor.found[coarse].all():  # found everywhere: every slice would run, in small rounds
+        predictor.run(np.arange(lo, hi))
+        return predictor.mask
     while True:
         near = np.zeros(len(zs) + 1, dtype=np.int64)  # +1 at each found row - margin, -1 past its + margin
         found = np.flatnonzero(predictor.found)
