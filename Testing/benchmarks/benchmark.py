@@ -1,24 +1,27 @@
 #!/usr/bin/env python
-"""CPU speed of organ inference: torch full, ONNX Runtime full, coarse-to-fine and interpolate.
+"""CPU speed of every shipped model: seconds per organ with the default strategy against every slice, one run.
 
-For a real CT (the TotalSegmentator example CT, 112 slices of 3 mm) and two synthetic whole-body-sized CTs
-(512 x 512 x 800) made from it (tiled: the organs recur in every copy, the worst case for coarse-to-fine;
-whole-body layout: the organs occur once), prints seconds per organ for each path, the ratio to the slowest
-path, the slices each organ's network ran, the peak memory of each run, the Dice between the paths' masks and
-the exact floor (the slices the final mask covers, at full inference's rate). Each run is a separate process
-with its own peak memory. The torch path is skipped on the second synthetic CT: full inference costs the
-same per slice whatever the slice shows. Run by hand, not in the test suite:
+Organs: every bundled model package (organseg/bundled/models), whatever is installed there, or `--organs`.
+Cases: the real CTs of ../shared/data (the TotalSegmentator example CT, its DICOM series, the first OpenKBP
+head-and-neck validation patients) and a whole-body-sized CT (512 x 512 x 800, 1.5 mm) made from the example CT:
+its torso once, above its most inferior slices repeated, standing in for the legs. `tiled` (the torso repeated,
+the worst case for coarse-to-fine) runs on request. Per case, each run is its own process with its own peak memory:
 
-    python Testing/benchmarks/benchmark.py                      # writes Testing/benchmarks/BENCHMARK.md
-    python Testing/benchmarks/benchmark.py --organs liver --no-torch --output -
-    python Testing/benchmarks/benchmark.py --cases whole-body --no-torch --output -   # one case only
+- all organs together, every slice ("full") and the default strategy ("default", coarse-to-fine);
+- with `--singles` cases: each organ alone with the default strategy, its anchors added as a user would get them.
 
-Models: the bundled packages (organseg/bundled/models) of the chosen organs; when none is installed, a quick
-liver and spleen package is trained on the DICOM series first and the report says so.
+Per organ: seconds (network, pasting back and cleaning: `Result.seconds`), network seconds, slices run, the exact
+floor (the slices of the final mask, at full's seconds per slice: every exact strategy runs at least these), where
+the default's slices lie (in the final mask, within 10 mm of it, elsewhere), and the Dice between the default's
+and full's masks. Per run: pre-processing, wall seconds and peak memory. Run by hand, not in the test suite:
+
+    python Testing/benchmarks/benchmark.py                                  # writes BENCHMARK.md beside this script
+    python Testing/benchmarks/benchmark.py --cases real --organs liver --output -
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -27,17 +30,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "OrganSegLib").is_dir())
 DATA = Path(os.environ.get("ORGANSEG_TEST_DATA", REPO.parent / "shared" / "data" / "totalseg_example"))
-PATHS = {"torch full": ("torch", "full"), "ORT full": ("onnx", "full"), "ORT coarse-to-fine": ("onnx", "coarse-to-fine"),
-         "ORT interpolate": ("onnx", "interpolate")}
-TS_LABELS = {"liver": 5, "spleen": 1}
+OPENKBP = DATA.parent / "openkbp_hn"
 SYNTH_MM = 1.5  #: slice spacing of the synthetic whole-body-sized CTs
+NEAR_MM = 10.0  #: "near the mask": within the coarse-to-fine fine margin
 
 
 def resampled(ct: sitk.Image, size: int = 512, slice_mm: float = SYNTH_MM) -> sitk.Image:
@@ -67,69 +70,64 @@ def tiled(ct: sitk.Image, slices: int) -> sitk.Image:
 
 
 def single_torso(ct: sitk.Image, slices: int, base: int = 8) -> sitk.Image:
-    """The resampled real CT once, above its `base` most inferior slices repeated (mirrored) to `slices` slices.
-
-    A whole-body layout: the organs occur once, the other slices hold body (pelvis-level anatomy standing in
-    for the legs) as in a real whole-body CT.
-    """
+    """The resampled real CT once, above its `base` most inferior slices repeated (mirrored) to `slices` slices."""
     one = sitk.GetArrayFromImage(ct)
     below = slices - len(one)
     bottom = np.concatenate([one[:base] if i % 2 else one[:base][::-1] for i in range(-(-below // base))])
     return stacked(ct, [bottom[len(bottom) - below:], one])
 
 
-def quick_models(folder: Path, steps: int) -> Path:
-    """Liver and spleen packages trained for `steps` steps on the real DICOM series (demonstration quality)."""
-    from organseg.io import read_ct
-    from organseg.model_package import write_package
-    from organseg.network import ResUNet2D
-    from organseg.training.loop import state_dict_arrays
-
-    sys.path.insert(0, str(REPO))
-    from conftest import train_steps  # the test fixtures' few-step training
-    from organseg.training.slices import organ_slices
-
-    ct = read_ct(DATA / "example_ct_dicom")
-    seg = sitk.ReadImage(str(DATA / "example_seg_dicom.nii.gz"))
-    seg = sitk.Resample(seg, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, seg.GetPixelID())
-    for key, label in TS_LABELS.items():
-        pairs = organ_slices(ct, sitk.Cast(seg == label, sitk.sitkUInt8))
-        net = ResUNet2D()
-        train_steps(net, pairs.inputs, pairs.targets, steps=steps, batch_size=4, seed=1)
-        write_package(folder, key, state_dict_arrays(net), net.channels,
-                      {"summary": f"benchmark quick model: {steps} steps on the 20-slice DICOM series"}, {})
-    return folder
+def openkbp_cases(count: int) -> list[Path]:
+    """The first `count` OpenKBP validation patients contoured for both spinal cord and esophagus."""
+    with open(OPENKBP / "cases.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "validation"
+                and {"SpinalCord", "Esophagus"} <= set(r["labelled"].split(";"))]
+    return [OPENKBP / "validation" / r["case"] / "ct.nii.gz" for r in rows[:count]]
 
 
 def worker(args: argparse.Namespace) -> int:
-    """One run in its own process: segment the CT with one path, save masks, print timings as JSON."""
-    from organseg import runtime
-    from organseg.result import Progress
+    """One run in its own process: segment the CT, save the masks, print timings and the slices run as JSON."""
+    from organseg import inference, runtime
+    from organseg.io import read_ct
+    from organseg.orientation import Reorientation
     from organseg.segmenter import Segmenter
 
-    engine, strategy = PATHS[args.path]
-    runtime_class = runtime.OrtRuntime if engine == "onnx" else runtime.TorchRuntime
-    slices: dict[str, int] = {}
-    current = {"organ": ""}
-    predict = runtime_class.predict
+    organ = {"key": ""}
+    network: dict[str, float] = defaultdict(float)
+    ran: dict[str, list[int]] = defaultdict(list)
 
-    def counting(self, batch: np.ndarray) -> np.ndarray:
-        slices[current["organ"]] = slices.get(current["organ"], 0) + len(batch)
-        return predict(self, batch)
+    def timed(method):
+        def wrapper(self, *a, **k):
+            t0 = time.perf_counter()
+            try:
+                return method(self, *a, **k)
+            finally:
+                network[organ["key"]] += time.perf_counter() - t0
+        return wrapper
 
-    def progress(p: Progress) -> None:
-        if p.stage == "inference":
-            current["organ"] = p.organ.key
+    run = inference._RowPredictor.run  # private: the benchmark records which slices each organ's network ran
 
-    runtime_class.predict = counting
-    image = sitk.ReadImage(args.ct)
-    segmenter = Segmenter(args.models, "cpu", engine, strategy=strategy)
+    def recording(self, rows: np.ndarray) -> None:
+        ran[organ["key"]] += self.prepared.record.slices_with_body[rows[~self.done[rows]]].tolist()
+        run(self, rows)
+
+    inference._RowPredictor.run = recording
+    for name, method in (("OrtRuntime", "predict"), ("TorchRuntime", "predict"), ("LabellerRuntime", "mask")):
+        if hasattr(runtime, name):
+            setattr(getattr(runtime, name), method, timed(getattr(getattr(runtime, name), method)))
+    image = read_ct(args.ct)
+    segmenter = Segmenter(args.models or None, "cpu", strategy=args.strategy)
     t0 = time.perf_counter()
-    result = segmenter.segment(image, args.organs.split(","), progress)
-    total = time.perf_counter() - t0
+    result = segmenter.segment(image, args.organs.split(","),
+                               lambda p: organ.update(key=p.organ.key) if p.stage == "inference" else None)
+    wall = time.perf_counter() - t0
+    orient = Reorientation.of(image)
     np.savez_compressed(args.masks, **{k: np.packbits(m.full()) for k, m in result.masks.items()})
-    print(json.dumps({"seconds": result.seconds, "total": total, "models": result.models, "slices": slices,
-                      "peak_mb": peak_memory_mb()}))
+    final = {k: np.flatnonzero(orient.to_canonical(m.full()).any(axis=(1, 2))).tolist()
+             for k, m in result.masks.items()}
+    print(json.dumps({"seconds": result.seconds, "wall": wall, "network": network, "ran": ran, "final": final,
+                      "models": result.models, "shape": image.GetSize()[::-1], "peak_mb": peak_memory_mb(),
+                      "slice_mm": float(image.GetSpacing()[2 - orient.permutation[0]])}))
     return 0
 
 
@@ -139,107 +137,114 @@ def peak_memory_mb() -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 
 
-def run_path(ct: Path, path: str, organs: str, models: Path, masks: Path) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--ct", str(ct), "--path", path, "--organs", organs,
-           "--models", str(models), "--masks", str(masks)]
+def run(ct: Path, strategy: str, organs: list[str], models: str, masks: Path) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--ct", str(ct), "--strategy", strategy, "--organs",
+           ",".join(organs), "--masks", str(masks)] + (["--models", models] if models else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"{path} on {ct.name} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{strategy} on {ct} failed:\n{done.stderr[-2000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    with np.load(masks) as data:
+        out["masks"] = {k: np.unpackbits(data[k]).astype(bool) for k in data.files}
+    return out
 
 
 def machine() -> list[str]:
     import onnxruntime
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    versions = [f"onnxruntime {onnxruntime.__version__}"]
-    try:
-        import torch
-        versions.insert(0, f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    except ImportError:
-        pass
-    return [f"- CPU: {cpu}, {os.cpu_count()} cores; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}; {', '.join(versions)}",
-            f"- load average at start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}"]
+    return [f"- CPU: {cpu}, {os.cpu_count()} cores; no GPU on this machine; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; onnxruntime {onnxruntime.__version__}", load("start")]
+
+
+def load(when: str) -> str:
+    return f"- load average at {when} (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+
+
+def organ_rows(full: dict, fast: dict, organs: list[str], dice) -> list[str]:
+    """Per organ: seconds, slices run, exact floor, where the default's slices lie, Dice against full."""
+    near = max(1, int(NEAR_MM // fast["slice_mm"]))
+    rows = ["| organ | model | full s | default s | default / full | network s (default) | slices full | "
+            "slices default | floor slices | floor s | default's slices: in mask / within 10 mm / elsewhere | "
+            "Dice default vs full |", "|---" * 12 + "|"]
+    for o in organs:
+        f_s, d_s = full["seconds"][o], fast["seconds"][o]
+        covered = np.asarray(full["final"][o], dtype=int)
+        if full["ran"].get(o):
+            rate = f_s / len(full["ran"][o])
+            visited = np.asarray(fast["ran"].get(o, []), dtype=int)
+            dist = (np.abs(visited[:, None] - covered[None, :]).min(axis=1) if covered.size and visited.size
+                    else np.full(visited.size, 10 ** 6))
+            where = f"{int((dist == 0).sum())} / {int(((dist > 0) & (dist <= near)).sum())} / {int((dist > near).sum())}"
+            slices = (f"{len(full['ran'][o])} | {len(visited)} | {covered.size} | {covered.size * rate:.2f} | {where}")
+        else:  # a classical labeller works on the whole volume at once
+            slices = "whole volume | whole volume | - | - | -"
+        rows.append(f"| {o} | {fast['models'][o]} | {f_s:.2f} | {d_s:.2f} | {d_s / f_s:.2f} | "
+                    f"{fast['network'].get(o, 0.0):.2f} | {slices} | {dice(fast['masks'][o], full['masks'][o]):.4f} |")
+    return rows
 
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
     from organseg.masks import dice
     from organseg.model_package import ModelStore, bundled_models_dir
 
-    bundled = ModelStore([bundled_models_dir()]).available()
-    organs = [o for o in args.organs.split(",") if o in bundled]
-    if organs:
-        models, note = bundled_models_dir(), "bundled model packages"
-    else:
-        print("no bundled model for these organs: training quick liver/spleen packages", file=sys.stderr)
-        models, organs = quick_models(tmp / "models", args.train_steps), list(TS_LABELS)
-        note = f"QUICK models trained here for {args.train_steps} steps on the DICOM series (not the bundled ones)"
+    store = ModelStore([Path(args.models)] if args.models else [bundled_models_dir()])
+    organs = sorted(store.available()) if args.organs == "shipped" else args.organs.split(",")
     lines = ["# Inference speed on the CPU (Testing/benchmarks/benchmark.py)", "", *machine(),
-             f"- models: {note} ({', '.join(organs)})", ""]
-    real = sitk.ReadImage(str(DATA / "example_ct.nii.gz"))
-    fine = resampled(real)
-    cases = {"real": ("real CT example_ct.nii.gz", lambda: stacked(real, [sitk.GetArrayFromImage(real)])),
-             "tiled": (f"synthetic CT, tiled: the real CT at {SYNTH_MM} mm, mirrored copies",
-                       lambda: tiled(fine, args.slices)),
-             "whole-body": (f"synthetic CT, whole-body layout: the real CT at {SYNTH_MM} mm once, above its most "
-                            "inferior slices repeated", lambda: single_torso(fine, args.slices))}
-    for index, (name, (title, make)) in enumerate(cases.items()):
-        if name not in args.cases.split(","):
-            continue
-        image = make()
-        file = tmp / f"ct{index}.mha"
-        sitk.WriteImage(image, str(file))
-        del image
-        image = sitk.ReadImage(str(file))
-        paths = [p for p in PATHS if not (p.startswith("torch") and (args.no_torch or index == 2))]
-        size = "x".join(map(str, image.GetSize()))
-        print(f"{title} {size}", file=sys.stderr)
-        runs, masks = {}, {}
-        for path in paths:
-            runs[path] = run_path(file, path, ",".join(organs), models, tmp / "masks.npz")
-            with np.load(tmp / "masks.npz") as data:
-                masks[path] = {k: np.unpackbits(data[k]).astype(bool) for k in data.files}
-            print(f"  {path}: {runs[path]['seconds']}", file=sys.stderr)
-        lines += [f"## {title}: {size} voxels, {', '.join(f'{s:g}' for s in image.GetSpacing())} mm", "",
-                  "| path | pre-processing s | " + " | ".join(f"{o} s" for o in organs)
-                  + " | s per organ | speed-up | slices run | peak memory MB | Dice vs ORT full |",
-                  "|---" * (len(organs) + 7) + "|"]
-        slowest = max(np.mean([runs[p]["seconds"][o] for o in organs]) for p in paths)
-        for path in paths:
-            sec = runs[path]["seconds"]
-            mean = float(np.mean([sec[o] for o in organs]))
-            dices = ", ".join(f"{o} {dice(masks[path][o], masks['ORT full'][o]):.4f}" for o in organs)
-            run = ", ".join(f"{o} {runs[path]['slices'].get(o, 0)}" for o in organs)
-            lines.append(f"| {path} | {sec.get('_prepare', 0):.2f} | " + " | ".join(f"{sec[o]:.2f}" for o in organs)
-                         + f" | {mean:.2f} | {slowest / mean:.1f}x | {run} | {runs[path]['peak_mb']:.0f} | {dices} |")
-        lines += ["", "Organ voxels (ORT full): " + ", ".join(f"{o} {int(masks['ORT full'][o].sum())}" for o in organs),
-                  "", exact_floor(runs["ORT full"], masks["ORT full"], image.GetSize()[::-1], organs), ""]
-    lines.append(f"- load average at end (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return lines
+             f"- models: {'bundled model packages' if not args.models else args.models} ({', '.join(organs)})",
+             "- full: every slice with body; default: the default strategy (coarse-to-fine). Organ seconds are "
+             "`Result.seconds` (network, pasting back, cleaning); pre-processing runs once per CT for all organs.", ""]
+    real = DATA / "example_ct.nii.gz"
+    cases = {"real": [("real CT example_ct.nii.gz", lambda: real)],
+             "dicom": [("real CT example_ct_dicom (20-slice DICOM series)", lambda: DATA / "example_ct_dicom")],
+             "openkbp": [(f"real head-and-neck CT OpenKBP {p.parent.name}", lambda p=p: p)
+                         for p in openkbp_cases(args.openkbp)],
+             "whole-body": [(f"synthetic CT, whole-body layout: the real CT at {SYNTH_MM} mm once, above its most "
+                             "inferior slices repeated", lambda: write(single_torso(resampled(sitk.ReadImage(str(real))),
+                                                                                    args.slices), tmp / "wb.mha"))],
+             "tiled": [(f"synthetic CT, tiled: the real CT at {SYNTH_MM} mm, mirrored copies",
+                        lambda: write(tiled(resampled(sitk.ReadImage(str(real))), args.slices), tmp / "tiled.mha"))]}
+    for name in args.cases.split(","):
+        for title, make in cases[name]:
+            ct = make()
+            print(f"{title}", file=sys.stderr)
+            full = run(ct, "full", organs, args.models, tmp / "m.npz")
+            fast = run(ct, "coarse-to-fine", organs, args.models, tmp / "m.npz")
+            size = "x".join(map(str, full["shape"][::-1]))
+            lines += [f"## {title}: {size} voxels, {full['slice_mm']:g} mm slices", "",
+                      *organ_rows(full, fast, organs, dice), "",
+                      f"All {len(organs)} organs together: wall {full['wall']:.1f} s full, {fast['wall']:.1f} s default "
+                      f"({fast['wall'] / full['wall']:.2f}); pre-processing {full['seconds'].get('_prepare', 0):.2f} s "
+                      f"/ {fast['seconds'].get('_prepare', 0):.2f} s; peak memory {full['peak_mb']:.0f} / "
+                      f"{fast['peak_mb']:.0f} MB.", ""]
+            if name in args.singles.split(","):
+                alone = {o: run(ct, "coarse-to-fine", [o], args.models, tmp / "m.npz") for o in organs}
+                total = sum(a["wall"] for a in alone.values())
+                lines += ["Each organ alone (default strategy, its anchors added): wall s "
+                          + ", ".join(f"{o} {a['wall']:.1f}" for o, a in alone.items())
+                          + f"; sum {total:.1f} s against {fast['wall']:.1f} s together ({fast['wall'] / total:.2f}).",
+                          ""]
+            print(f"  full {full['wall']:.1f} s, default {fast['wall']:.1f} s", file=sys.stderr)
+    return lines + [load("end")]
 
 
-def exact_floor(full: dict, masks: dict[str, np.ndarray], shape: tuple[int, ...], organs: list[str]) -> str:
-    """The least any exact strategy can cost: every slice of the final mask run at the full path's rate."""
-    parts = []
-    for o in organs:
-        covered = int(masks[o].reshape(shape).any(axis=(1, 2)).sum())
-        rate = full["seconds"][o] / full["slices"][o]
-        parts.append(f"{o} {covered} slices, {covered * rate:.2f} s")
-    return ("Exact floor (slices of the final mask, each run at ORT full's seconds per slice; every exact strategy "
-            "runs at least these): " + ", ".join(parts))
+def write(image: sitk.Image, path: Path) -> Path:
+    sitk.WriteImage(image, str(path))
+    return path
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--organs", default="liver,spleen")
-    parser.add_argument("--slices", type=int, default=800, help="slices of the synthetic CT (default 800)")
-    parser.add_argument("--cases", default="real,tiled,whole-body", help="CTs to run (default: all three)")
-    parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch path")
-    parser.add_argument("--train-steps", type=int, default=60, help="steps of the quick models if none is bundled")
+    parser.add_argument("--organs", default="shipped", help="comma list, or 'shipped' (every bundled package)")
+    parser.add_argument("--models", default="", help="a models folder instead of the bundled packages")
+    parser.add_argument("--cases", default="real,dicom,openkbp,whole-body",
+                        help="CTs to run: real, dicom, openkbp, whole-body, tiled (default: all but tiled)")
+    parser.add_argument("--openkbp", type=int, default=2, help="OpenKBP validation patients (default 2)")
+    parser.add_argument("--singles", default="real,whole-body", help="cases where each organ also runs alone")
+    parser.add_argument("--slices", type=int, default=800, help="slices of the synthetic CTs (default 800)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("BENCHMARK.md")), help="report file, or -")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    for name in ("--ct", "--path", "--models", "--masks"):
+    for name in ("--ct", "--strategy", "--masks"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
