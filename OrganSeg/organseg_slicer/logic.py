@@ -16,6 +16,7 @@ import slicer
 from organseg.catalogue import parse_organs
 from organseg.errors import InputError
 from organseg.model_package import ModelStore
+from organseg.plausibility import check_masks, flagged, warning_lines
 from organseg.result import Progress
 from organseg.runtime import resolve_device
 from organseg.segmenter import Segmenter
@@ -164,7 +165,12 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
             run.finished = True
             if run.job.result is not None:
                 lines.extend(run.job.result.warnings[len(run.plan.warnings):])
-                lines.append(f"done: {len(run.done)} organs in '{run.segmentation_node.GetName()}'")
+                rows = self._update_table(run.segmentation_node, run.volume_node, run.table_node, run.rows, check=True)
+                lines.extend(warning_lines(rows))
+                need = flagged(rows)
+                lines.append(f"done: {len(run.done)} organs in '{run.segmentation_node.GetName()}'; "
+                             + (f"{len(need)} need a look ({', '.join(need)}): see the Flags column" if need
+                                else "no plausibility flags"))
             elif run.job.cancelled:
                 lines.append(f"cancelled: kept the {len(run.done)} finished organs of {run.total}")
             else:
@@ -260,20 +266,33 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         if volume_node is None:
             raise InputError(f"segmentation '{segmentation_node.GetName()}' references no CT volume; choose one")
         table_node = table_node or self.tableNode(segmentation_node)
-        self._update_table(segmentation_node, volume_node, table_node, {})
+        self._update_table(segmentation_node, volume_node, table_node, {}, check=True)
         return table_node
 
     @staticmethod
     def _update_table(segmentation_node: slicer.vtkMRMLSegmentationNode,
                       volume_node: slicer.vtkMRMLScalarVolumeNode, table_node: slicer.vtkMRMLTableNode,
-                      rows: dict[str, dict]) -> None:
-        """Fill the table in segment order; `rows` caches computed rows and gains the missing ones."""
+                      rows: dict[str, dict], check: bool = False) -> list[dict]:
+        """Fill the table in segment order; `rows` caches computed rows and gains the missing ones.
+
+        With `check` every row gets its plausibility flags, from all OrganSeg segments of the node (anchors) and
+        the CT (body contour); done once a run ends or on recompute, not after each organ. Returns the rows.
+        """
         ct = volume_array(volume_node)
         spacing = tuple(np.linalg.norm(volume_ijk_to_ras(volume_node)[:3, :3], axis=0))
         segmentation = segmentation_node.GetSegmentation()
-        for segment_id in organ_segments(segmentation_node):
+        segments = organ_segments(segmentation_node)
+        for segment_id in segments:
             if segment_id not in rows:
                 rows[segment_id] = organ_stats(segment_organ(segmentation_node, segment_id),
                                                segment_mask(segmentation_node, segment_id, volume_node), ct, spacing)
             rows[segment_id]["name"] = segmentation.GetSegment(segment_id).GetName()
-        fill_table(table_node, [rows[sid] for sid in organ_segments(segmentation_node)])
+        if check:
+            masks = {key: (lambda sid=sid: segment_mask(segmentation_node, sid, volume_node))
+                     for sid, key in segments.items()}
+            flags = check_masks(image_from_volume(volume_node), ct, masks)
+            for segment_id, key in segments.items():
+                rows[segment_id]["flags"] = [f.as_dict() for f in flags[key]]
+        ordered = [rows[sid] for sid in segments]
+        fill_table(table_node, ordered)
+        return ordered

@@ -1,4 +1,4 @@
-"""The organ volume table: one row per organ segment (name, volume in mL, voxels, HU statistics)."""
+"""The organ volume table: one row per organ segment (name, volume in mL, voxels, HU statistics, plausibility flags)."""
 from __future__ import annotations
 
 import math
@@ -9,20 +9,21 @@ import vtk
 #: (column title, key in an organseg.stats row, unit)
 COLUMNS = (("Organ", "name", ""), ("Volume [mL]", "volume_ml", "mL"), ("Voxels", "voxels", ""),
            ("Mean HU", "mean_hu", "HU"), ("Std HU", "std_hu", "HU"), ("Min HU", "min_hu", "HU"),
-           ("Max HU", "max_hu", "HU"))
+           ("Max HU", "max_hu", "HU"), ("Flags", "flags", ""))
+TEXT = ("name", "flags")  #: string columns; flags: the codes joined by ';', empty when nothing is wrong
 
 
 def fill_table(table_node: slicer.vtkMRMLTableNode, rows: list[dict]) -> None:
     """Replace the table's contents by the statistics rows (organseg.stats.organ_stats dictionaries).
 
-    Empty organs have 0 mL and NaN HU statistics.
+    Empty organs have 0 mL and NaN HU statistics; rows without flags (not checked yet) have an empty cell.
     """
     table = vtk.vtkTable()
     for title, key, _ in COLUMNS:
-        array = vtk.vtkStringArray() if key == "name" else vtk.vtkIntArray() if key == "voxels" else vtk.vtkDoubleArray()
+        array = vtk.vtkStringArray() if key in TEXT else vtk.vtkIntArray() if key == "voxels" else vtk.vtkDoubleArray()
         array.SetName(title)
         for row in rows:
-            value = row[key]
+            value = ";".join(f["code"] for f in row.get("flags", [])) if key == "flags" else row[key]
             array.InsertNextValue(math.nan if value is None else value)
         table.AddColumn(array)
     was_modifying = table_node.StartModify()

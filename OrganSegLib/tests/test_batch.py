@@ -45,6 +45,8 @@ def test_batch_segments_each_ct_reports_the_broken_one_and_resumes(tmp_path, coh
         stats = json.loads((out / row["case"] / "stats.json").read_text())
         assert float(row["liver_ml"]) == pytest.approx(stats["organs"][0]["volume_ml"], abs=1e-3)
         assert float(row["liver_ml"]) > 0
+        flags = [f["code"] for f in stats["organs"][0]["flags"]]
+        assert (row["flagged"], row["flagged_organs"]) == (("1", f"liver ({', '.join(flags)})") if flags else ("0", ""))
 
     # the batch's result is the single-CT result
     alone = Segmenter(tiny_models, "cpu").segment(dicom_ct, ["liver"])
@@ -56,7 +58,7 @@ def test_batch_segments_each_ct_reports_the_broken_one_and_resumes(tmp_path, coh
     assert main(argv) == 1
     again = _summary(out)
     assert [r["status"] for r in again] == ["done before", "failed", "done before"]
-    assert [r["liver_ml"] for r in again] == [r["liver_ml"] for r in rows]
+    assert [(r["liver_ml"], r["flagged_organs"]) for r in again] == [(r["liver_ml"], r["flagged_organs"]) for r in rows]
     assert (out / "s0001_ct" / "stats.json").stat().st_mtime_ns == stamp
 
 

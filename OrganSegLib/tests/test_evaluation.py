@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.cli import main
+from organseg.evaluation.flag_rates import flag_rates, flag_table
 from organseg.evaluation.metrics import jaccard, organ_metrics
 from organseg.evaluation.report import wilcoxon_p
 from organseg.masks import dice
@@ -125,6 +126,9 @@ def test_evaluate_cli_on_tiny_cases(tmp_path, capsys):
         _write(ref == 6, tmp_path / "pred" / f"case{i}" / "masks" / "spleen.nii.gz")
         _write(rng.random(ref.shape) < 0.01, tmp_path / "raw" / f"case{i}" / "masks" / "spleen.nii.gz")
         expected[f"case{i}"] = (organ_metrics(raw, liver, (2.0, 1.0, 1.0)), organ_metrics(post, liver, (2.0, 1.0, 1.0)))
+        flags = [{"code": "fragmented", "reason": "test"}] if i == 0 else []  # as organseg segment records them
+        (tmp_path / "pred" / f"case{i}" / "stats.json").write_text(json.dumps(
+            {"organs": [{"organ": "liver", "flags": flags}, {"organ": "spleen", "flags": []}]}))
     (tmp_path / "ref" / "labels.json").write_text(json.dumps([{"label": 1, "organ": "liver"},
                                                              {"label": 6, "organ": "spleen"}]))  # as OrganSeg's
     out = tmp_path / "eval"
@@ -146,10 +150,26 @@ def test_evaluate_cli_on_tiny_cases(tmp_path, capsys):
     md = (out / "evaluation.md").read_text()
     assert "| Liver | 3 |" in md and "Dice PP" in md and "| case2 | spleen | post | 1.0000 |" in md
     assert (out / "boxplot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # flags recorded in the post-processed result folders; the raw folders recorded none
+    post_flags = {(r["case"], r["organ"]): r["flags"] for r in rows if r["variant"] == "post"}
+    assert post_flags[("case0", "liver")] == "fragmented" and post_flags[("case1", "liver")] == ""
+    assert [r["flags"] for r in rows if r["variant"] == "raw"] == [""] * 6
+    assert "| fragmented | 1/6 (17%) | – |" in md and "| any flag | 1/6 (17%) | – |" in md
     assert main(args) == 4  # refuses to overwrite an earlier evaluation
     assert "--overwrite" in capsys.readouterr().err
     assert main(args[:1] + ["--pred", str(tmp_path / "pred" / "case0"), "--ref", str(tmp_path / "ref"),
                             "-o", str(tmp_path / "e2")]) == 0  # single case found by name in the ref folder
+
+
+def test_flag_rates_count_good_and_bad_masks_apart():
+    rows = [{"dice": 0.9, "flags": ""}, {"dice": 0.95, "flags": "cut_by_fov"},
+            {"dice": 0.1, "flags": "position;volume_low"}, {"dice": 0.0, "flags": "volume_low"},
+            {"dice": 0.2, "flags": None}]
+    rates = {r["flag"]: r for r in flag_rates(rows)}
+    assert (rates["volume_low"]["good_flagged"], rates["volume_low"]["bad_flagged"]) == (0, 2)
+    assert (rates["cut_by_fov"]["good_flagged"], rates["cut_by_fov"]["good_n"]) == (1, 2)
+    assert (rates["any flag"]["bad_flagged"], rates["any flag"]["bad_n"]) == (2, 2)  # the unknown row is left out
+    assert flag_table([{"dice": 0.9, "flags": None}]) == []
 
 
 def test_evaluate_cli_errors(tmp_path, capsys):
@@ -170,3 +190,4 @@ def test_evaluate_segments_the_fixture_ct_against_totalsegmentator_labels(tiny_m
         assert float(r["volume_ref_ml"]) == pytest.approx(LIVER_VOXELS * voxel_ml)
         assert 0.0 <= float(r["dice"]) <= 1.0
     assert "n/a (n=1)" in (out / "evaluation.md").read_text()
+    assert "## Plausibility flags on good and bad masks" in (out / "evaluation.md").read_text()  # both variants

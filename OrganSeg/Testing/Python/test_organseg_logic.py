@@ -128,6 +128,13 @@ def test_run_matches_library_voxel_for_voxel(scene, ct_volume, tiny_models, libr
         assert row["name"] == expected["name"] and row["voxels"] == expected["voxels"]
         for key in ("volume_ml", "mean_hu", "std_hu", "min_hu", "max_hu"):
             assert row[key] == pytest.approx(expected[key], rel=1e-12), key
+        assert row["flags"] == ";".join(f["code"] for f in expected["flags"])  # the same checks on the same masks
+    # the status line counts the organs that need a look; each has its warning line with the reasons
+    flagged = [r["organ"] for r in library_result.stats if r["flags"]]
+    assert flagged, "tiny models on a 20-slice series: at least cut by the field of view"
+    done = next(m for m in run.messages if m.startswith("done: "))
+    assert f"{len(flagged)} need a look ({', '.join(flagged)})" in done
+    assert sum("needs a look: " in m for m in run.messages) == len(flagged)
     # geometry reference and subject hierarchy: beside the CT, under its study
     assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is ct_volume
     study = sh_parent(scene, ct_volume)

@@ -1,7 +1,8 @@
 """Many CTs in one run: finding the CTs, naming their result folders, the per-CT step, the cohort summary.
 
 A batch writes one result folder per CT (`OUTDIR/<case>/`, the layout of `organseg segment`) and
-`OUTDIR/batch_summary.csv`: one row per CT with its status, seconds, message and organ volumes in mL.
+`OUTDIR/batch_summary.csv`: one row per CT with its status, seconds, message, the organs with plausibility
+flags (how many, and which with their codes, so a cohort sorts by them) and organ volumes in mL.
 A CT whose folder already holds results is counted as done and not segmented again, so an interrupted
 batch resumes where it stopped. `segment_case` is the step for one CT (raising typed errors), `run_case`
 the same for a batch loop (a failure becomes a failed row), `run_batch` the loop with its summary.
@@ -127,12 +128,24 @@ class CaseRow:
     seconds: float = 0.0
     message: str = ""
     volumes_ml: dict[str, float] = field(default_factory=dict)
+    flags: dict[str, list[str]] = field(default_factory=dict)  #: flagged organ -> its flag codes
+
+    @classmethod
+    def of_stats(cls, case: str, source: str, status: str, stats: list[dict], seconds: float = 0.0,
+                 message: str = "") -> "CaseRow":
+        """A row from a result's statistics rows (organseg.stats plus flags)."""
+        return cls(case, source, status, seconds, message, {row["organ"]: float(row["volume_ml"]) for row in stats},
+                   {row["organ"]: [f["code"] for f in row["flags"]] for row in stats if row.get("flags")})
+
+    @property
+    def flagged(self) -> str:
+        """'liver (volume_low, hu_out_of_range); spleen (position)'."""
+        return "; ".join(f"{key} ({', '.join(codes)})" for key, codes in self.flags.items())
 
 
-def volumes_of(result_dir: Path) -> dict[str, float]:
-    """Organ -> volume in mL from a result folder's stats.json."""
-    doc = json.loads((result_dir / "stats.json").read_text())
-    return {row["organ"]: float(row["volume_ml"]) for row in doc["organs"]}
+def stats_of(result_dir: Path) -> list[dict]:
+    """The statistics rows of a result folder's stats.json."""
+    return json.loads((result_dir / "stats.json").read_text())["organs"]
 
 
 def write_summary(rows: list[CaseRow], outdir: Path) -> Path:
@@ -142,9 +155,11 @@ def write_summary(rows: list[CaseRow], outdir: Path) -> Path:
     path = outdir / SUMMARY
     with atomic_file(path, ".csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["case", "source", "status", "seconds", "message", *(f"{o}_ml" for o in organs)])
+        writer.writerow(["case", "source", "status", "seconds", "message", "flagged", "flagged_organs",
+                         *(f"{o}_ml" for o in organs)])
         for row in rows:
-            writer.writerow([row.case, row.source, row.status, f"{row.seconds:.2f}", row.message,
+            writer.writerow([row.case, row.source, row.status, f"{row.seconds:.2f}", row.message, len(row.flags),
+                             row.flagged,
                              *(f"{row.volumes_ml[o]:.3f}" if o in row.volumes_ml else "" for o in organs)])
     return path
 
@@ -172,23 +187,22 @@ def segment_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOpt
     case = outdir.name if case is None else case
     if not options.overwrite and holds_results(outdir):
         try:
-            done = volumes_of(outdir)
+            done = CaseRow.of_stats(case, str(ct), DONE_BEFORE, stats_of(outdir))
         except (OSError, ValueError, KeyError):
             raise OutputError(f"{outdir}: holds results without a readable stats.json; remove the folder to "
                               "segment it again") from None
-        missing = [key for key in options.organs if key not in done]
+        missing = [key for key in options.organs if key not in done.volumes_ml]
         if missing:
-            raise OutputError(f"{outdir}: holds results of {', '.join(done) or 'no organ'} but not "
+            raise OutputError(f"{outdir}: holds results of {', '.join(done.volumes_ml) or 'no organ'} but not "
                               f"{', '.join(missing)}; pass --overwrite to segment it again with these organs")
-        return CaseRow(case, str(ct), DONE_BEFORE, volumes_ml=done)
+        return done
     t0 = time.perf_counter()
     writers = dicom_writers(ct, outdir, None, list(options.dicom_types))
     image = read_ct(ct, resample_irregular=options.resample_irregular)
     result = segmenter.segment(image, options.organs, source=str(ct))
     write_result(result, outdir, options.fmt, options.overwrite, source=str(ct), extra_writers=writers)
     notes = [w for w in result.warnings if w not in options.plan_warnings]
-    return CaseRow(case, str(ct), SEGMENTED, time.perf_counter() - t0, "; ".join(notes),
-                   {row["organ"]: float(row["volume_ml"]) for row in result.stats})
+    return CaseRow.of_stats(case, str(ct), SEGMENTED, result.stats, time.perf_counter() - t0, "; ".join(notes))
 
 
 def run_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOptions, case: str | None = None) -> CaseRow:

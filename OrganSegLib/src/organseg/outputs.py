@@ -119,12 +119,18 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     return outdir
 
 
+def flag_codes(row: dict) -> str:
+    """A statistics row's plausibility flag codes joined by ';' (empty when nothing is wrong)."""
+    return ";".join(f["code"] for f in row.get("flags", []))
+
+
 def _write_stats(result: Result, folder: Path, source: str) -> None:
     with open(folder / "stats.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
         writer.writeheader()
         for row in result.stats:
-            writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
+            cells = {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
+            writer.writerow({**cells, "flags": flag_codes(row)})
     doc = {"organseg_version": __version__, "source": source, "organs": result.stats,
            "seconds": result.seconds, "models": result.models, "added_anchors": result.added_anchors,
            "warnings": result.warnings}

@@ -187,6 +187,12 @@ def check_masks(reference: sitk.Image, ct: np.ndarray,
             for key, get in masks.items()}
 
 
-def describe(key: str, flags: list[Flag]) -> str:
-    """One console line for a flagged organ."""
-    return f"{key} needs a look: " + "; ".join(f"{f.code} ({f.reason})" for f in flags)
+def flagged(rows: list[dict]) -> dict[str, list[dict]]:
+    """organ -> its flags ({code, reason}), for the statistics rows that have any."""
+    return {row["organ"]: row["flags"] for row in rows if row.get("flags")}
+
+
+def warning_lines(rows: list[dict]) -> list[str]:
+    """One console line per flagged organ of a result's statistics rows."""
+    return [f"{key} needs a look: " + "; ".join(f"{f['code']} ({f['reason']})" for f in flags)
+            for key, flags in flagged(rows).items()]

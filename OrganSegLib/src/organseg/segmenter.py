@@ -24,6 +24,7 @@ from organseg.io import check_ct, check_memory
 from organseg.masks import axial_extent
 from organseg.model_package import ModelPackage, ModelStore
 from organseg.orientation import Reorientation
+from organseg.plausibility import check_masks
 from organseg.preprocess import Prepared, prepare
 from organseg.result import OrganMask, Progress, Result
 from organseg.runtime import LabellerRuntime, Runtime, make_runtime, resolve_device
@@ -100,8 +101,10 @@ class Segmenter:
                 cancel: Callable[[], bool] | None = None, source: str = "image") -> Result:
         """Segment the organs (names, comma string or None for all) of a CT image in HU.
 
-        Each organ runs after the chosen anchors its box needs (anchor organs first); each organ is finished (anchor box, mapped back, statistics) as soon as
-        the anchors its rule needs are done, and reported through `progress` with its final mask.
+        Each organ runs after the chosen anchors its box needs (anchor organs first); each organ is finished
+        (anchor box, mapped back, statistics) as soon as the anchors its rule needs are done, and reported through
+        `progress` with its final mask. At the end each statistics row gets its plausibility flags
+        (`organseg.plausibility`, [{code, reason}, ...]).
         """
         check_ct(image, source)
         check_memory(image, source)
@@ -177,6 +180,11 @@ class Segmenter:
         reference = sitk.Image(image.GetSize(), sitk.sitkUInt8)
         reference.CopyInformation(image)
         order = [p.organ.key for p in packages]
+        t0 = time.perf_counter()
+        flags = check_masks(image, ct, {k: masks[k].full for k in order})
+        for key in order:
+            stats[key]["flags"] = [f.as_dict() for f in flags[key]]
+        seconds["_plausibility"] = time.perf_counter() - t0
         return Result(reference, {k: masks[k] for k in order}, [stats[k] for k in order], seconds, added,
                       warnings, models)
 

@@ -7,7 +7,7 @@ from organseg.catalogue import Organ
 from organseg.masks import bounding_box
 
 FIELDS = ("organ", "label", "name", "voxels", "volume_ml", "mean_hu", "std_hu", "min_hu", "max_hu",
-          "bbox_ijk_min", "bbox_ijk_max", "postprocess_changed", "postprocess_changed_voxels")
+          "bbox_ijk_min", "bbox_ijk_max", "postprocess_changed", "postprocess_changed_voxels", "flags")
 
 
 def organ_stats(organ: Organ, mask: np.ndarray, ct: np.ndarray, spacing: tuple[float, float, float],

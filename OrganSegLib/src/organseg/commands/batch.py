@@ -16,8 +16,8 @@ from tqdm import tqdm
 from organseg.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOptions, case_names, find_cts, read_list,
                             run_batch)
 from organseg.catalogue import parse_organs
-from organseg.commands.options import (add_cluster_options, add_segmentation_options, cluster_spec, make_segmenter,
-                                      say_added_anchors, say_where)
+from organseg.commands.options import (FLAGGED_EXIT, add_cluster_options, add_segmentation_options, cluster_spec,
+                                      make_segmenter, say_added_anchors, say_where)
 from organseg.errors import InputError, OutputError
 from organseg.export.output_types import parse_output_types
 from organseg.input_checks import format_ml
@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
             detail = row.message if row.status == FAILED else volumes
             bar.write(f"{row.case}: {row.status}" + (f" in {row.seconds:.1f} s" if row.status == SEGMENTED else "")
                       + (f" ({detail})" if detail else ""))
+            if row.flags:
+                bar.write(f"warning: {row.case}: {len(row.flags)} organ(s) need a look: {row.flagged}")
     counts = {status: sum(row.status == status for row in rows) for status in (SEGMENTED, DONE_BEFORE, FAILED)}
     print(f"{len(rows)} CTs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
-          + f"; summary in {args.output / SUMMARY}")
-    return 1 if counts[FAILED] else 0
+          + f"; {sum(bool(row.flags) for row in rows)} with flagged organs; summary in {args.output / SUMMARY}")
+    return 1 if counts[FAILED] else FLAGGED_EXIT if args.strict and any(row.flags for row in rows) else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from organseg.catalogue import Organ, parse_organs
 from organseg.commands.options import add_models_option, model_store
@@ -20,6 +21,11 @@ from organseg.evaluation.metrics import NSD_TOLERANCE_MM
 from organseg.evaluation.report import FILES, write_report
 from organseg.labelmaps import read_label_names
 from organseg.runtime import DEVICES
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+    from organseg.result import Result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +55,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+class ResultMasks:
+    """A segmentation result as a mask source: organ masks and the flags recorded in its statistics."""
+
+    def __init__(self, result: "Result") -> None:
+        self.result = result
+
+    def __call__(self, o: Organ) -> "sitk.Image | None":
+        return self.result.mask_image(o.key) if o.key in self.result.masks else None
+
+    def flags(self, o: Organ) -> list[str] | None:
+        row = next((r for r in self.result.stats if r["organ"] == o.key), None)
+        return None if row is None else [f["code"] for f in row["flags"]]
+
+
 def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter]], list[Organ]]:
     """Segment the CT without and with post-processing; masks as getters."""
     from organseg.catalogue import organ as find_organ
@@ -64,7 +84,7 @@ def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter
         result = Segmenter(store, device=args.device, postprocess=post).segment(image, keys, source=str(args.ct))
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        variants[name] = lambda o, r=result: r.mask_image(o.key) if o.key in r.masks else None
+        variants[name] = ResultMasks(result)
         print(f"segmented {args.ct} ({'with' if post else 'without'} post-processing)", file=sys.stderr)
     name = args.case or args.ct.name.split(".")[0]
     return {name: variants}, [find_organ(k) for k in keys]
@@ -135,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
                                                            if args.pred_raw else ""),
                  f"reference: {args.ref}" + (f" (labels {args.ref_labels}, mapped through the catalogue's "
                                              "TotalSegmentator names)" if args.ref_labels else "")]
-        rows = compare(predictions, references, organs, args.tolerance, warn=warn)
+        flags = {c: {v: g.flags for v, g in variants.items() if hasattr(g, "flags")}
+                 for c, variants in predictions.items()}
+        rows = compare(predictions, references, organs, args.tolerance, warn=warn, flags=flags)
     if not rows:
         raise InputError(f"{args.ref or args.data}: no reference mask for any of {', '.join(o.key for o in organs)}")
     notes += [f"NSD tolerance {args.tolerance:g} mm; distances in mm on the prediction's voxel grid; HD95 is "

@@ -44,6 +44,10 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+#: Exit code of `--strict` (segment, batch) when an organ has a plausibility flag; the results are written all the same.
+FLAGGED_EXIT = 6
+
+
 def add_segmentation_options(p: argparse.ArgumentParser) -> None:
     """The options `segment` and `batch` share: organs, device, models, outputs, post-processing, speed."""
     p.add_argument("--organs", default="all",
@@ -69,6 +73,8 @@ def add_segmentation_options(p: argparse.ArgumentParser) -> None:
                        help=f"faster: also skip slices inside organs where slices up to {INTERPOLATE_MM:g} mm apart "
                             "agree, and interpolate them (not exact: Dice >= 0.99 against every slice, measured)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
+    p.add_argument("--strict", action="store_true",
+                   help=f"exit with code {FLAGGED_EXIT} when any organ has a plausibility flag (for pipelines)")
 
 
 def parse_switches(spec: str) -> dict[str, bool]:

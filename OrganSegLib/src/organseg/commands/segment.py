@@ -8,11 +8,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from organseg.catalogue import parse_organs
-from organseg.commands.options import add_segmentation_options, make_segmenter, say_added_anchors
+from organseg.commands.options import FLAGGED_EXIT, add_segmentation_options, make_segmenter, say_added_anchors
 from organseg.export.output_types import dicom_writers, parse_output_types
 from organseg.input_checks import format_ml
 from organseg.io import read_ct
 from organseg.outputs import check_output_dir, write_result
+from organseg.plausibility import flagged, warning_lines
 from organseg.result import Progress
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         result = segmenter.segment(image, organs, progress=progress, source=str(args.ct))
     finally:
         bar.close()  # ends the bar's line, so an error or interrupt message starts on its own
-    for warning in result.warnings:
+    for warning in result.warnings + warning_lines(result.stats):
         print(f"warning: {warning}", file=sys.stderr)
     empty = [row["organ"] for row in result.stats if not row["voxels"]]
     if empty:
@@ -59,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
     organ_seconds = [v for k, v in result.seconds.items() if not k.startswith("_")]
     print(f"pre-processing {result.seconds.get('_prepare', 0.0):.2f} s; "
           f"{sum(organ_seconds) / max(len(organ_seconds), 1):.2f} s per organ; results in {args.output}")
-    return 0
+    return FLAGGED_EXIT if args.strict and flagged(result.stats) else 0

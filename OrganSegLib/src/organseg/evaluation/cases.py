@@ -8,6 +8,7 @@ file `<case>.nii.gz`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,6 +22,8 @@ from organseg.labelmaps import map_label_names, organ_label_ids, read_image, sel
 
 #: organ -> its mask on some grid, or None when the source has no such organ.
 MaskGetter = Callable[[Organ], "sitk.Image | None"]
+#: organ -> its plausibility flag codes, or None when the prediction recorded none (e.g. a plain mask folder).
+FlagGetter = Callable[[Organ], "list[str] | None"]
 
 
 def _image_file(folder: Path, stem: str) -> Path | None:
@@ -47,6 +50,7 @@ class MaskSource:
     path: Path
     label_names: dict[int, str] | None = None
     _map: sitk.Image | None = field(default=None, repr=False)
+    _stats: dict[str, dict] | None = field(default=None, repr=False)
 
     def label_map(self) -> sitk.Image | None:
         if self._map is None:
@@ -82,6 +86,16 @@ class MaskSource:
             if strict:
                 raise
             return set()
+
+    def flags(self, organ: Organ) -> list[str] | None:
+        """Plausibility flag codes of the organ in a result folder's stats.json; None where none were recorded."""
+        if self._stats is None:
+            try:
+                self._stats = {r["organ"]: r for r in json.loads((self.path / "stats.json").read_text())["organs"]}
+            except (OSError, ValueError, KeyError, TypeError):
+                self._stats = {}
+        row = self._stats.get(organ.key)
+        return None if row is None or "flags" not in row else [f["code"] for f in row["flags"]]
 
     def __call__(self, organ: Organ) -> sitk.Image | None:
         if self.path.is_dir() and (file := self.mask_file(organ)) is not None:

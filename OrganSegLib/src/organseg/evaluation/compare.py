@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from organseg.catalogue import Organ
 from organseg.errors import InputError
-from organseg.evaluation.cases import MaskGetter
+from organseg.evaluation.cases import FlagGetter, MaskGetter
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM, organ_metrics
 from organseg.grid import extent, on_grid, overlap
 
@@ -18,8 +18,12 @@ RAW, POST, PRED = "raw", "post", "pred"
 
 def compare(predictions: dict[str, dict[str, MaskGetter]], references: dict[str, MaskGetter],
             organs: list[Organ], tolerance_mm: float = NSD_TOLERANCE_MM,
-            warn: Callable[[str], None] = lambda s: None) -> list[dict]:
-    """Rows (case, organ, variant, metrics...) for each case of `predictions` (case -> variant -> masks).
+            warn: Callable[[str], None] = lambda s: None,
+            flags: dict[str, dict[str, FlagGetter]] | None = None) -> list[dict]:
+    """Rows (case, organ, variant, metrics..., flags) for each case of `predictions` (case -> variant -> masks).
+
+    `flags` (same layout) gives each prediction's plausibility flag codes; a row's "flags" is the codes joined
+    by ';', or None where the prediction recorded none.
 
     The reference is put onto each prediction's voxel grid (nearest neighbour, physical space) and metrics
     use that grid's spacing. A predicted organ without a mask counts as empty; an organ missing from the
@@ -46,7 +50,9 @@ def compare(predictions: dict[str, dict[str, MaskGetter]], references: dict[str,
                 spacing = tuple(float(s) for s in pred.GetSpacing()[::-1])
                 m = organ_metrics(sitk.GetArrayViewFromImage(pred) > 0, sitk.GetArrayViewFromImage(ref) > 0,
                                   spacing, tolerance_mm)
-                rows.append({"case": case, "organ": organ.key, "variant": variant, **m.as_dict()})
+                codes = flags[case][variant](organ) if flags and variant in flags.get(case, {}) else None
+                rows.append({"case": case, "organ": organ.key, "variant": variant, **m.as_dict(),
+                             "flags": None if codes is None else ";".join(codes)})
     return rows
 
 

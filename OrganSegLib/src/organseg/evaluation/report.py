@@ -12,6 +12,7 @@ import numpy as np
 from organseg.atomic import atomic_file
 from organseg.catalogue import organ
 from organseg.evaluation.compare import POST, RAW, paired
+from organseg.evaluation.flag_rates import flag_table
 from organseg.evaluation.metrics import OrganMetrics
 
 METRICS = tuple(OrganMetrics.__dataclass_fields__)
@@ -101,7 +102,7 @@ def markdown(rows: list[dict], summary: list[dict], title: str, notes: list[str]
         lines.append(f"| {r['case']} | {r['organ']} | {r['variant']} | {r['dice']:.4f} | {r['jaccard']:.4f} | "
                      f"{r['nsd']:.4f} | {r['hd95_mm']:.2f} | {r['volume_pred_ml']:.1f} | {r['volume_ref_ml']:.1f} | "
                      f"{r['volume_diff_ml']:+.1f} |")
-    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+    return "\n".join(lines + [""] + flag_table(rows) + [f"- {n}" for n in notes]) + "\n"
 
 
 def boxplot_png(rows: list[dict]) -> bytes:
@@ -145,7 +146,7 @@ def write_report(rows: list[dict], outdir: Path, title: str, notes: list[str]) -
     outdir.mkdir(parents=True, exist_ok=True)
     summary = summary_rows(rows)
     fields = sorted({k for s in summary for k in s}, key=lambda k: (k not in ("organ", "metric"), k))
-    contents = {"metrics.csv": _csv_bytes(rows, ["case", "organ", "variant", *METRICS]),
+    contents = {"metrics.csv": _csv_bytes(rows, ["case", "organ", "variant", *METRICS, "flags"]),
                 "summary.csv": _csv_bytes(summary, fields),
                 "evaluation.md": markdown(rows, summary, title, notes).encode(),
                 "boxplot.png": boxplot_png(rows)}
