@@ -63,3 +63,23 @@ def test_a_larger_finding_outside_the_window_neither_wins_nor_is_searched(exampl
     assert np.array_equal(np.flatnonzero(canonical.any(axis=(1, 2))), np.arange(20, 40))  # the true organ
     assert np.array_equal(masks["coarse-to-fine"], masks["full"])
     assert len(ran["full"]) == 112 and max(ran["coarse-to-fine"]) == 86
+
+
+def test_bundled_liver_is_searched_only_below_the_lung_apex_of_a_head_and_neck_ct(openkbp_dir, monkeypatch):
+    """The bundled liver network and lungs labeller on a real head-and-neck CT: the liver's search stays within
+    20 mm above the lung apex, and its mask equals full inference's."""
+    from organseg.runtime import OrtRuntime
+
+    image = read_ct(openkbp_dir / "validation" / "pt_201" / "ct.nii.gz")
+    ran = []
+    predict = OrtRuntime.predict
+    monkeypatch.setattr(OrtRuntime, "predict", lambda self, batch: ran.append(len(batch)) or predict(self, batch))
+    fast = Segmenter(None, "cpu").segment(image, ["liver"])
+    fast_slices = sum(ran)
+    ran.clear()
+    full = Segmenter(None, "cpu", strategy="full").segment(image, ["liver"])
+    lungs = np.flatnonzero(Reorientation.of(image).to_canonical(fast.masks["lungs"].full()).any(axis=(1, 2)))
+    assert lungs.size, "the lungs labeller must find the lung apices of this CT"
+    window_top = lungs[-1] + round(20 / image.GetSpacing()[2])
+    assert 0 < fast_slices <= window_top + 1 < sum(ran) / 2  # full ran every slice with body
+    assert np.array_equal(fast.masks["liver"].full(), full.masks["liver"].full())
