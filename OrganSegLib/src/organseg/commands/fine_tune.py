@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         out = parent.path.parent
         if out.resolve() == bundled_models_dir().resolve():
             out = Path.home() / ".organseg" / "models"
-    train_organ = trainer_function(args.threads, args.device, args.workers)
+    train_organ = trainer_function(args.threads, args.device, args.loader_workers)
     train_organ(parent.organ.key, args.data, out, config, args.work, args.resume, parent, args.margin,
                 progress=not args.quiet)
     return 0

@@ -159,7 +159,8 @@ def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig, organ_
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: a CUDA GPU if there is one (mixed precision, DataLoader workers), else the CPU")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader processes making batches on a GPU (default 4)")
+    p.add_argument("--loader-workers", type=int, default=4,
+                   help="DataLoader processes making batches on a GPU (default 4)")
     p.add_argument("--work", type=Path, help="folder for checkpoints and the log (default OUT/.train-ORGAN)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -167,8 +168,8 @@ def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig, organ_
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
     """The FitConfig of the command-line options (checked)."""
-    if args.workers < 0:
-        raise InputError(f"--workers must be 0 or more (got {args.workers})")
+    if args.loader_workers < 0:
+        raise InputError(f"--loader-workers must be 0 or more (got {args.loader_workers})")
     for name in ("steps", "batch_size", "val_every", "patience", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -226,7 +227,7 @@ def add_cluster_options(parser: argparse.ArgumentParser, unit: str) -> None:
     g.add_argument("--memory", default="8GB", metavar="M", help="--cluster: memory per job (default 8GB)")
     g.add_argument("--queue", metavar="Q", help="--cluster: queue (Slurm partition)")
     g.add_argument("--retries", type=int, default=2, metavar="N",
-                   help=f"run a {unit} again on another worker when its worker dies, up to N times (default 2)")
+                   help=f"run the {unit} again on another worker when its worker dies, up to N times (default 2)")
 
 
 def say_where(cluster: Cluster) -> None:

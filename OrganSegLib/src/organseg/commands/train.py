@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from organseg.commands.options import add_training_options, fit_config, trainer_function
+from organseg.commands.options import (add_cluster_options, add_training_options, cluster_spec, fit_config, say_where,
+                                      trainer_function)
 from organseg.errors import InputError
 from organseg.training.config import FitConfig
 
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-cases", type=int, default=2,
                    help="with --organs: labelled training cases an organ needs in the CSV (default 2)")
     p.add_argument("--out", type=Path, required=True, help="models folder to write ORGAN-vN into")
+    add_cluster_options(p, "organ")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     config = fit_config(args)
     if args.organs:
         return _train_organs(args, config)
-    train_organ = trainer_function(args.threads, args.device, args.workers)
+    train_organ = trainer_function(args.threads, args.device, args.loader_workers)
     train_organ(args.organ, args.data, args.out, config, args.work, args.resume, margin=args.margin,
                 progress=not args.quiet)
     return 0
@@ -48,9 +50,15 @@ def _train_organs(args: argparse.Namespace, config: FitConfig) -> int:
         raise InputError(f"--min-cases must be at least 1 (got {args.min_cases})")
     plans = plan_organs(parse_organs(args.organs), read_dataset(args.data), args.out, args.work, args.min_cases)
     to_train = any(p.action != "skip" for p in plans)
-    train_organ = trainer_function(args.threads, args.device, args.workers) if to_train else None
+    train_organ = trainer_function(args.threads, args.device, args.loader_workers) if to_train else None
     failed = []
-    for number, plan in enumerate(plans, start=1):
+    spec = cluster_spec(args)
+    if spec.distributed:
+        for plan in plans:
+            print(f"{plan.organ.key}: {'skipped, ' if plan.action == 'skip' else 'to train, '}{plan.reason}",
+                  file=sys.stderr)
+        failed = _train_on_cluster(args, config, [p for p in plans if p.action != "skip"], spec)
+    for number, plan in enumerate([] if spec.distributed else plans, start=1):
         head = f"[{number}/{len(plans)}] {plan.organ.key}:"
         if plan.action == "skip":
             print(f"{head} skipped, {plan.reason}", file=sys.stderr)
@@ -67,3 +75,22 @@ def _train_organs(args: argparse.Namespace, config: FitConfig) -> int:
           f"{sum(p.action == 'skip' for p in plans)}; failed {len(failed)}: {', '.join(failed) or 'none'}",
           file=sys.stderr)
     return 1 if failed else 0
+
+
+def _train_on_cluster(args: argparse.Namespace, config: FitConfig, plans: list, spec) -> list[str]:
+    """One Dask task per organ to train (`training.tasks.train_on_worker`); returns the organs not trained."""
+    from organseg.cluster import connect
+    from organseg.cluster_tasks import Task, run_tasks
+    from organseg.training.tasks import train_on_worker
+
+    tasks = [Task(p.organ.key, train_on_worker, (p.organ.key, args.data.resolve(), args.out.resolve(), config,
+                                                 p.work.resolve(), p.action == "resume", args.margin, args.threads,
+                                                 args.device)) for p in plans]
+    failed = []
+    with connect(spec) as cluster:
+        say_where(cluster)
+        for task, error, lost in run_tasks(cluster, tasks):
+            if lost or error:
+                failed.append(task.name)
+            print(f"{task.name}: " + (f"not trained: {lost or error}" if lost or error else "trained"), file=sys.stderr)
+    return failed
