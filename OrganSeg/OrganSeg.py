@@ -179,12 +179,11 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return True
 
     def fillOrgans(self):
-        """Organ checklist by region: organs with an installed model first, their regions expanded; the
-        others disabled (no model) in collapsed regions. Anchor organs are marked."""
+        """Organ checklist by region: organs with an installed model first, their regions expanded, each with
+        its model's provenance; the others disabled (no model) in collapsed regions. Anchor organs are marked."""
         from organseg.catalogue import ORGANS, REGIONS
-        from organseg.model_package import ModelStore
 
-        installed = set(ModelStore().available())
+        installed = self.logic.modelProvenance()
         tree = self.ui.organTree
         tree.clear()
         self.organItems = {}
@@ -193,11 +192,15 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             group.setFlags(group.flags() | qt.Qt.ItemIsUserCheckable | qt.Qt.ItemIsAutoTristate)
             organs = sorted((o for o in ORGANS if o.region == region), key=lambda o: o.key not in installed)
             for organ in organs:
-                item = qt.QTreeWidgetItem(group, [organ.display_name + (" \u2693" if organ.anchor else "")])
+                name = organ.display_name + (" \u2693" if organ.anchor else "")
+                if organ.key in installed:
+                    name += f"  ({installed[organ.key]})"
+                item = qt.QTreeWidgetItem(group, [name])
                 item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
                 item.setCheckState(0, qt.Qt.Unchecked)
                 item.setData(0, qt.Qt.UserRole, organ.key)
-                item.setToolTip(0, f"{organ.snomed_meaning} (SNOMED CT {organ.snomed_code})")
+                item.setToolTip(0, f"{organ.snomed_meaning} (SNOMED CT {organ.snomed_code}); model: "
+                                   f"{installed.get(organ.key, 'none')}")
                 if organ.key not in installed:
                     item.setDisabled(True)
                     item.setToolTip(0, f"no model installed for {organ.key}")

@@ -121,12 +121,14 @@ def summary(rows: list[dict]) -> dict:
 def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str) -> tuple[dict, dict]:
     """`training` and `metrics` of the shipped package: data by name, no machine paths."""
     t = trained.meta["training"]
-    split = t["split"]["sources"]["openkbp"]
-    n_train = len(split["train_cases"]) + ("totalseg_dicom_example" in t["data"]["case_names"])
+    sources = t["split"]["sources"]
+    split = sources["openkbp"]
+    extra = sources.get("totalsegmentator_example", {}).get("train_cases", [])
+    n_train = len(split["train_cases"]) + len(extra)
     training = {
         "patients": n_train + len(split["val_cases"]),
         "summary": f"trained on {n_train} patients ({len(split['train_cases'])} OpenKBP head-and-neck + "
-                   f"{n_train - len(split['train_cases'])} TotalSegmentator abdominal), weights selected on "
+                   f"{len(extra)} TotalSegmentator abdominal), weights selected on "
                    f"{len(split['val_cases'])} other OpenKBP patients; held-out Dice median "
                    f"{table['dice']['median']:.3f} on {table['patients']} OpenKBP validation patients",
         "data": {"sets": {"openkbp_hn": "OpenKBP provided-data (Babier et al., Med Phys 2021), manual clinical "
@@ -135,7 +137,7 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str) 
                                               "TotalSegmentator v2 labels (model-made)"},
                  "train_patients": n_train, "selection_patients": len(split["val_cases"]),
                  "slices": t["data"]["slices"], "case_names": t["data"]["case_names"]},
-        "split": {"train": split["train_cases"] + ["totalseg_dicom_example"], "selection": split["val_cases"],
+        "split": {"train": split["train_cases"] + extra, "selection": split["val_cases"],
                   "held_out": f"OpenKBP validation split ({table['patients']} patients contoured for this organ), "
                               "never used in training or selection"},
         "excluded": "patients without this organ's contour (an absent contour is not an absent organ); "

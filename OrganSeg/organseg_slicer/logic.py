@@ -14,7 +14,7 @@ import numpy as np
 import slicer
 
 from organseg.catalogue import parse_organs
-from organseg.errors import InputError
+from organseg.errors import InputError, ModelError
 from organseg.model_package import ModelStore
 from organseg.plausibility import check_masks, flagged, warning_lines
 from organseg.result import Progress
@@ -110,6 +110,18 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         keys = [p.organ.key for p in sorted(packages, key=lambda p: not p.organ.anchor)]
         existing = set(organ_segments(segmentation_node).values()) if segmentation_node else set()
         return Plan(keys, added, warnings, [k for k in keys if k in existing])
+
+    @staticmethod
+    def modelProvenance() -> dict[str, str]:
+        """Organ -> what a user should know of its newest installed model (demonstration, or trained on N
+        patients with held-out Dice); organs whose model is missing or fails its checks are left out."""
+        store, found = ModelStore(), {}
+        for key in store.available():
+            try:
+                found[key] = store.get(key).provenance
+            except ModelError:
+                continue
+        return found
 
     @staticmethod
     def availableDevices() -> list[str]:

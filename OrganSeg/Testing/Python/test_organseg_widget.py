@@ -21,6 +21,7 @@ from PyQt5.QtWidgets import QMessageBox, QPlainTextEdit  # noqa: E402
 
 import SimpleITK as sitk  # noqa: E402
 
+from organseg.model_package import ModelStore  # noqa: E402
 from organseg_slicer.segments import organ_segments  # noqa: E402
 from organseg_slicer.table import table_rows  # noqa: E402
 from slicer_harness.application import Harness  # noqa: E402
@@ -67,8 +68,13 @@ def test_panel_before_a_run(panel):
     tree = ui(panel).organTree
     first = tree.topLevelItem(0)
     assert first.isExpanded() and not first.child(0).isDisabled(), "organs with models come first, expanded"
-    assert [first.child(i).text(0).split()[0] for i in range(2)] == ["Liver", "Spleen"]
-    assert all(not tree.topLevelItem(i).isExpanded() for i in range(1, tree.topLevelItemCount()))
+    with_model = [not first.child(i).isDisabled() for i in range(first.childCount())]
+    assert with_model == sorted(with_model, reverse=True), "in a region, organs with models come first"
+    provenance = ModelStore().get("liver").provenance
+    assert panel.widget.organItems["liver"].text(0).endswith(f"({provenance})"), "organs show their model's provenance"
+    for region in (tree.topLevelItem(i) for i in range(tree.topLevelItemCount())):
+        has_model = any(not region.child(i).isDisabled() for i in range(region.childCount()))
+        assert region.isExpanded() == has_model, f"{region.text(0)}: expanded if and only if it has a model"
     assert ui(panel).progressBar.text() == "not run yet"
     assert ui(panel).statusText.lineWrapMode() == QPlainTextEdit.WidgetWidth
     assert ui(panel).segmentButton.isEnabled() and not ui(panel).cancelButton.isEnabled()
@@ -100,17 +106,18 @@ def test_real_run_shows_progress_segments_and_the_table_in_the_layout(panel):
     panel.widget.organItems["liver"].setCheckState(0, Qt.Checked)
     click_segment_and_wait(panel)
     run = panel.widget.run
-    assert run.done == ["liver"] and ui(panel).progressBar.text() == "1 of 1 organs"
-    assert "done: 1 organs" in ui(panel).statusText.toPlainText()
-    assert list(organ_segments(run.segmentation_node).values()) == ["liver"]
-    assert [r["name"] for r in table_rows(run.table_node)] == ["Liver"]
+    # the liver's post-processing needs the lungs anchor: the bundled lungs labeller joins the run
+    assert sorted(run.done) == ["liver", "lungs"] and ui(panel).progressBar.text() == "2 of 2 organs"
+    assert "done: 2 organs" in ui(panel).statusText.toPlainText()
+    assert sorted(organ_segments(run.segmentation_node).values()) == ["liver", "lungs"]
+    assert sorted(r["name"] for r in table_rows(run.table_node)) == ["Liver", "Lungs"]
     layout = panel.scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
     assert "vtkMRMLTableViewNode" in layout.GetCurrentLayoutDescription(), "the layout has no table view"
     views = list(panel.scene.GetNodesByClass("vtkMRMLTableViewNode"))
     assert [v.GetTableNodeID() for v in views] == [run.table_node.GetID()]
     assert panel.scene.GetNodeByID("vtkMRMLSelectionNodeSingleton").GetActiveTableID() == run.table_node.GetID()
     shot(panel, "after_run")
-    assert panel.table.isVisible() and panel.table.item(0, 0).text() == "Liver"
+    assert panel.table.isVisible() and {panel.table.item(i, 0).text() for i in range(2)} == {"Liver", "Lungs"}
 
 
 def test_recompute_and_export_of_the_result(panel, tmp_path):
@@ -130,12 +137,12 @@ def test_replace_prompt_cancel_keeps_and_ok_replaces(panel):
     ui(panel).outputSegmentationSelector.setCurrentNode(first.segmentation_node)
     panel.answer(QMessageBox.Cancel)
     panel.click(ui(panel).segmentButton)
-    assert "already holds OrganSeg segments of: liver" in panel.dialogs[-1]
+    assert "already holds OrganSeg segments of: liver, lungs" in panel.dialogs[-1]
     assert panel.widget.run is first, "a run started although the user cancelled"
     panel.answer(QMessageBox.Ok)
     click_segment_and_wait(panel)
     assert panel.widget.run is not first and panel.widget.run.segmentation_node is first.segmentation_node
-    assert list(organ_segments(first.segmentation_node).values()) == ["liver"]
+    assert sorted(organ_segments(first.segmentation_node).values()) == ["liver", "lungs"]
     ui(panel).outputSegmentationSelector.setCurrentNode(None)
 
 

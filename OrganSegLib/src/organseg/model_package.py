@@ -111,7 +111,7 @@ class ModelPackage:
             return "demonstration (one patient)"
         if heldout:
             return (f"trained on {self.patients} patients, held-out Dice {heldout['dice']['median']:.2f} "
-                    f"(median of {heldout['patients']})")
+                    f"(n={heldout['patients']})")
         return f"trained on {self.patients} patients" if self.patients else "training not recorded"
 
     @property

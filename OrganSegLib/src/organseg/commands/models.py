@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print("no model packages installed in: " + ", ".join(str(d) for d in store.dirs))
         return 0
-    print(f"{'organ':<20}{'version':<9}{'provenance':<50}{'onnx':<6}{'sha256':<18}path")
+    print(f"{'organ':<20}{'version':<9}{'provenance':<52}{'onnx':<6}{'sha256':<18}path")
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['organ']:<20}v{r['version']:<8}{r['status']}")
             continue
-        print(f"{r['organ']:<20}v{r['version']:<8}{r['provenance']:<50}{'yes' if r['onnx'] else 'no':<6}"
+        print(f"{r['organ']:<20}v{r['version']:<8}{r['provenance']:<52}{'yes' if r['onnx'] else 'no':<6}"
               f"{r['sha256'][:16]:<18}{r['path']}")
     return 0
