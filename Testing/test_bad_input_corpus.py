@@ -192,12 +192,15 @@ def _segment_cases(root, ct, dicom_slices):
                     0, written=d / "out", check=check)
 
     def default_organs_some_without_model(d):
-        from organseg.model_package import bundled_models_dir
+        from organseg.catalogue import ORGANS
+        from organseg.model_package import ModelStore, bundled_models_dir
+        bundled = set(ModelStore([bundled_models_dir()]).available())
 
         def check():
-            assert list(_stats(d / "out")) == ["liver", "spleen", "stomach"]
+            assert set(_stats(d / "out")) == bundled
         return Case([*seg, str(root / "ct.nii.gz"), "-o", str(d / "out"), "--models", str(bundled_models_dir())], 0,
-                    "no model installed for 20 organs, left out: heart, pancreas,", "", d / "out", check)
+                    f"no model installed for {len(ORGANS) - len(bundled)} organs, left out: heart, pancreas,", "",
+                    d / "out", check)
 
     def interrupted(d, name):
         assert main([*seg, str(root / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver"]) == 0
