@@ -6,23 +6,25 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from conftest import TS_LIVER
+from organseg.catalogue import organ
+from organseg.labelmaps import organ_label_ids, read_label_names, select_labels
 from organseg.network import ResUNet2D
 from organseg.training.accelerated import MixedPrecisionStep, batch_stream
 from organseg.training.loop import dice_bce_loss
 from organseg.training.slices import organ_slices
 
 
-def _liver_slices(dicom_ct, ts_labels):
+def _liver_slices(dicom_ct, ts_labels, data_dir):
     """Every third slice, cut to 96 x 96 pixels around the liver (small: these tests check plumbing)."""
-    pairs = organ_slices(dicom_ct, sitk.Cast(ts_labels == TS_LIVER, sitk.sitkUInt8))
+    names = read_label_names(data_dir / "labels_totalsegmentator_v2.json")
+    pairs = organ_slices(dicom_ct, select_labels(ts_labels, organ_label_ids(organ("liver"), names)))
     rows, cols = np.nonzero(pairs.targets.any(axis=0))
     r, c = max(int(rows.mean()) - 48, 0), max(int(cols.mean()) - 48, 0)
     return (np.ascontiguousarray(a[::3, r:r + 96, c:c + 96]) for a in (pairs.inputs, pairs.targets))
 
 
-def test_mixed_precision_steps_lower_the_loss_on_real_slices(dicom_ct, ts_labels):
-    x, y = (torch.from_numpy(a[:4, None].copy()) for a in _liver_slices(dicom_ct, ts_labels))
+def test_mixed_precision_steps_lower_the_loss_on_real_slices(dicom_ct, ts_labels, data_dir):
+    x, y = (torch.from_numpy(a[:4, None].copy()) for a in _liver_slices(dicom_ct, ts_labels, data_dir))
     torch.manual_seed(0)
     net = ResUNet2D()
     step = MixedPrecisionStep(net, torch.optim.Adam(net.parameters(), lr=1e-3), "cpu", dice_bce_loss)
@@ -31,8 +33,8 @@ def test_mixed_precision_steps_lower_the_loss_on_real_slices(dicom_ct, ts_labels
     assert not step.mixed and not step.scaler.is_enabled()  # the CPU path is not mixed precision
 
 
-def test_batch_stream_with_workers_is_seeded_per_worker(dicom_ct, ts_labels):
-    inputs, targets = _liver_slices(dicom_ct, ts_labels)
+def test_batch_stream_with_workers_is_seeded_per_worker(dicom_ct, ts_labels, data_dir):
+    inputs, targets = _liver_slices(dicom_ct, ts_labels, data_dir)
 
     def sample(rng: np.random.Generator):
         idx = rng.choice(len(inputs), 2)
