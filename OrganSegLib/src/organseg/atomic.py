@@ -52,6 +52,19 @@ def temp_dir(parent: str | os.PathLike, kind: str) -> Path:
     return tmp
 
 
+@contextmanager
+def atomic_dir(path: str | os.PathLike, kind: str) -> Iterator[Path]:
+    """Yield a new temporary folder beside `path`; on success it is renamed to `path` (which must not exist),
+    on error it is removed."""
+    tmp = temp_dir(Path(path).parent, kind)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def temp_kind(path: Path) -> str | None:
     """The kind of an OrganSeg temporary name whose process is gone (same host, pid not running), else None."""
     if not path.name.startswith(TEMP_PREFIX):

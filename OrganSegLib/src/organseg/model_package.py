@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from organseg import __version__
-from organseg.atomic import temp_dir
+from organseg.atomic import atomic_dir
 from organseg.catalogue import Organ, organ
 from organseg.errors import ModelError
 from organseg.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
@@ -180,8 +179,7 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
     final = models_dir / f"{key}-v{version}"
     if final.exists():
         raise ModelError(f"{final}: a package of this version exists; it is never overwritten")
-    tmp = temp_dir(models_dir, "package")
-    try:
+    with atomic_dir(final, "package") as tmp:
         np.savez(tmp / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in state_dict.items()})
         files = {WEIGHTS_FILE: {"sha256": sha256(tmp / WEIGHTS_FILE)}}
         if export_onnx:
@@ -200,10 +198,6 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
             "threshold": float(threshold), "files": files, "training": training, "metrics": metrics,
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, final)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ModelPackage.load(final)
 
 
@@ -215,18 +209,13 @@ def write_labeller_package(models_dir: str | os.PathLike, organ_key: str, labell
     if final.exists():
         raise ModelError(f"{final}: a package of this version exists; it is never overwritten")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(final.parent, f".{final.name}-")
-    try:
+    with atomic_dir(final, "package") as tmp:
         (tmp / PARAMETERS_FILE).write_text(json.dumps(parameters, indent=2) + "\n")
         meta = {"schema": SCHEMA, "organ": organ(organ_key).key, "version": version,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "organseg_version": __version__, "architecture": {"name": labeller, "kind": LABELLER},
                 "files": {PARAMETERS_FILE: {"sha256": sha256(tmp / PARAMETERS_FILE)}}, **card}
         (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, final)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ModelPackage.load(final)
 
 
