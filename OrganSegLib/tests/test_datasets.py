@@ -18,14 +18,6 @@ from organseg.training.dataset import organ_mask, read_dataset
 
 
 @pytest.fixture(scope="module")
-def kbp(data_dir: Path) -> Path:
-    folder = data_dir.parent / "openkbp_hn"
-    if not (folder / "labels.json").is_file():
-        pytest.skip(f"OpenKBP head-and-neck CTs not found at {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def ts_names(data_dir: Path) -> dict[int, str]:
     return {int(k): v for k, v in json.loads((data_dir / "labels_totalsegmentator_v2.json").read_text()).items()}
 
@@ -101,8 +93,8 @@ def test_union_masks_equal_the_structures_and_are_reused(ts_dir: Path, ts_labels
     assert not [p for p in cache.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_nnunet_v1_and_v2_labels_give_the_same_cases(kbp: Path, tmp_path: Path, capsys):
-    v2, v1 = nnunet_folder(tmp_path, kbp), nnunet_folder(tmp_path, kbp, v1=True)
+def test_nnunet_v1_and_v2_labels_give_the_same_cases(openkbp_dir: Path, tmp_path: Path, capsys):
+    v2, v1 = nnunet_folder(tmp_path, openkbp_dir), nnunet_folder(tmp_path, openkbp_dir, v1=True)
     assert _dataset(v2, tmp_path / "v2.csv") == 0 and _dataset(v1, tmp_path / "v1.csv") == 0
     a, b = _rows(tmp_path / "v2.csv"), _rows(tmp_path / "v1.csv")
     assert sorted(a) == sorted(b) == sorted([*KBP_TRAIN, KBP_TEST])
@@ -111,11 +103,11 @@ def test_nnunet_v1_and_v2_labels_give_the_same_cases(kbp: Path, tmp_path: Path, 
     assert "--map Larynx=ORGAN" in capsys.readouterr().err  # unknown names reported with the flag, not guessed
     spec = next(s for s in read_dataset(tmp_path / "v2.csv") if s.name == "pt_2")
     cord = sitk.GetArrayFromImage(organ_mask(spec, organ("spinal_cord"))) > 0
-    assert np.array_equal(cord, sitk.GetArrayFromImage(kbp_case(kbp, "pt_2")[1]) == 1) and cord.sum() > 10
+    assert np.array_equal(cord, sitk.GetArrayFromImage(kbp_case(openkbp_dir, "pt_2")[1]) == 1) and cord.sum() > 10
 
 
-def test_nnunet_bad_cases_are_skipped_with_reasons(kbp: Path, tmp_path: Path, capsys):
-    folder = nnunet_folder(tmp_path, kbp, broken=True)
+def test_nnunet_bad_cases_are_skipped_with_reasons(openkbp_dir: Path, tmp_path: Path, capsys):
+    folder = nnunet_folder(tmp_path, openkbp_dir, broken=True)
     before = snapshot(folder)
     out = tmp_path / "d.csv"
     assert _dataset(folder, out, "--map", "Mandible=bones") == 0
@@ -151,8 +143,8 @@ def test_bad_folders_give_one_line_errors(tmp_path: Path, capsys, make, message)
     assert snapshot(folder) == before and not (tmp_path / "d.csv").exists()
 
 
-def test_refuses_to_write_into_the_data_set_or_over_a_csv(kbp: Path, tmp_path: Path, capsys):
-    folder = nnunet_folder(tmp_path, kbp)
+def test_refuses_to_write_into_the_data_set_or_over_a_csv(openkbp_dir: Path, tmp_path: Path, capsys):
+    folder = nnunet_folder(tmp_path, openkbp_dir)
     assert _dataset(folder, folder / "d.csv") == 2
     (tmp_path / "d.csv").write_text("mine\n")
     assert _dataset(folder, tmp_path / "d.csv") == 4

@@ -15,17 +15,9 @@ from organseg.cli import main
 from organseg.model_package import ModelStore
 
 
-@pytest.fixture(scope="module")
-def kbp(data_dir: Path) -> Path:
-    folder = data_dir.parent / "openkbp_hn"
-    if not (folder / "labels.json").is_file():
-        pytest.skip(f"OpenKBP head-and-neck CTs not found at {folder}")
-    return folder
-
-
-def test_dataset_train_all_evaluate(kbp: Path, tmp_path: Path, capsys):
+def test_dataset_train_all_evaluate(openkbp_dir: Path, tmp_path: Path, capsys):
     csv = tmp_path / "dataset.csv"
-    assert main(["dataset", str(nnunet_folder(tmp_path, kbp)), "-o", str(csv), "--quiet"]) == 0
+    assert main(["dataset", str(nnunet_folder(tmp_path, openkbp_dir)), "-o", str(csv), "--quiet"]) == 0
     models = tmp_path / "models"
     args = ["train", "--organs", "all", "--data", str(csv), "--out", str(models), "--steps", "2", "--val-every",
             "2", "--batch-size", "2", "--margin", "0", "--threads", "1", "--quiet"]
@@ -47,7 +39,7 @@ def test_dataset_train_all_evaluate(kbp: Path, tmp_path: Path, capsys):
     rows = list(csvlib.DictReader(open(out / "metrics.csv")))
     assert {(r["case"], r["organ"], r["variant"]) for r in rows} == {
         (KBP_TEST, o, v) for o in ("esophagus", "spinal_cord") for v in ("raw", "post")}
-    ct, labels = kbp_case(kbp, KBP_TEST)
+    ct, labels = kbp_case(openkbp_dir, KBP_TEST)
     cord_ml = np.count_nonzero(sitk.GetArrayFromImage(labels) == 1) * np.prod(ct.GetSpacing()) / 1000
     assert all(float(r["volume_ref_ml"]) == pytest.approx(cord_ml) for r in rows if r["organ"] == "spinal_cord")
     md = (out / "evaluation.md").read_text()

@@ -19,26 +19,21 @@ from organseg.training.slices import organ_slices
 WITH_BOTH, CORD_ONLY = ("pt_2", "pt_4", "pt_7"), "pt_1"
 
 
-@pytest.fixture(scope="module")
-def openkbp(openkbp_dir: Path) -> Path:  # noqa: D103 (a short name for the tests below)
-    return openkbp_dir
-
-
-def _csv(tmp_path: Path, openkbp: Path, label: int, splits: dict[str, str]) -> Path:
+def _csv(tmp_path: Path, openkbp_dir: Path, label: int, splits: dict[str, str]) -> Path:
     lines = ["image,mask,label,source,case,split,labelled"]
     for case, split in splits.items():
         labelled = "spinal_cord" if case == CORD_ONLY else "spinal_cord+esophagus"
-        folder = openkbp / "train" / case
+        folder = openkbp_dir / "train" / case
         lines.append(f"{folder / 'ct.nii.gz'},{folder / 'labels.nii.gz'},{label},openkbp,{case},{split},{labelled}")
     path = tmp_path / "dataset.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def test_training_keeps_the_data_sets_split_and_leaves_out_uncontoured_patients(openkbp: Path, tmp_path: Path,
+def test_training_keeps_the_data_sets_split_and_leaves_out_uncontoured_patients(openkbp_dir: Path, tmp_path: Path,
                                                                                   capsys):
     splits = {"pt_2": "train", "pt_4": "validation", "pt_7": "test", CORD_ONLY: "train"}
-    data = _csv(tmp_path, openkbp, 2, splits)
+    data = _csv(tmp_path, openkbp_dir, 2, splits)
     assert main(["train", "--organ", "esophagus", "--data", str(data), "--out", str(tmp_path / "m"), "--steps", "2",
                  "--val-every", "2", "--batch-size", "2", "--patch", "64x96", "--margin-below", "0", "--poly-lr",
                  "--threads", "2", "--quiet"]) == 0
@@ -51,15 +46,15 @@ def test_training_keeps_the_data_sets_split_and_leaves_out_uncontoured_patients(
     assert training["config"]["patch"] == [64, 96] and training["config"]["margin_below"] == 0
 
 
-def test_a_split_column_with_no_validation_case_is_refused(openkbp: Path, tmp_path: Path, capsys):
-    data = _csv(tmp_path, openkbp, 1, {"pt_2": "train", "pt_4": "test"})
+def test_a_split_column_with_no_validation_case_is_refused(openkbp_dir: Path, tmp_path: Path, capsys):
+    data = _csv(tmp_path, openkbp_dir, 1, {"pt_2": "train", "pt_4": "test"})
     assert main(["train", "--organ", "spinal_cord", "--data", str(data), "--out", str(tmp_path / "m"),
                  "--steps", "1", "--quiet"]) == 2
     assert "names no validation case" in capsys.readouterr().err
 
 
-def test_dataset_columns_are_checked(openkbp: Path, tmp_path: Path):
-    data = _csv(tmp_path, openkbp, 1, {"pt_2": "training"})
+def test_dataset_columns_are_checked(openkbp_dir: Path, tmp_path: Path):
+    data = _csv(tmp_path, openkbp_dir, 1, {"pt_2": "training"})
     with pytest.raises(InputError, match="split 'training' should be one of train, validation, test"):
         read_dataset(data)
     data.write_text(data.read_text().replace(",training,spinal_cord+esophagus", ",train,spinal_chord"))
@@ -67,8 +62,8 @@ def test_dataset_columns_are_checked(openkbp: Path, tmp_path: Path):
         read_dataset(data)
 
 
-def test_margin_below_drops_the_slices_under_a_contour_that_stops_short(openkbp: Path):
-    folder = openkbp / "train" / "pt_2"
+def test_margin_below_drops_the_slices_under_a_contour_that_stops_short(openkbp_dir: Path):
+    folder = openkbp_dir / "train" / "pt_2"
     ct = sitk.ReadImage(str(folder / "ct.nii.gz"))
     cord = sitk.Cast(sitk.ReadImage(str(folder / "labels.nii.gz")) == 1, sitk.sitkUInt8)
     both = organ_slices(ct, cord, margin=5)
@@ -78,8 +73,8 @@ def test_margin_below_drops_the_slices_under_a_contour_that_stops_short(openkbp:
     assert above_only.z.max() == both.z.max() == with_cord.max() + 5
 
 
-def test_crops_centred_on_the_organ_hold_it_and_the_others_are_anywhere(openkbp: Path):
-    folder = openkbp / "train" / "pt_4"
+def test_crops_centred_on_the_organ_hold_it_and_the_others_are_anywhere(openkbp_dir: Path):
+    folder = openkbp_dir / "train" / "pt_4"
     pairs = organ_slices(sitk.ReadImage(str(folder / "ct.nii.gz")),
                          sitk.Cast(sitk.ReadImage(str(folder / "labels.nii.gz")) == 2, sitk.sitkUInt8), margin=0)
     codes = np.round(pairs.inputs * 239).astype(np.uint8)
