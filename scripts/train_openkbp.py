@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=CONFIG["max_steps"])
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--parent", type=Path, help="continue from this model package's weights (a fresh "
+                        "learning-rate schedule over --minutes), e.g. the bundled spinal_cord-v1")
     parser.add_argument("--install", type=Path, default=bundled_models_dir(), help="models folder to ship into")
     args = parser.parse_args()
     import torch
@@ -180,7 +182,8 @@ def main() -> None:
         package = ModelPackage.load(trained[-1])
     else:
         config = FitConfig(**{**CONFIG, "max_steps": args.steps, "max_seconds": args.minutes * 60})
-        package = train_organ(organ_key, data, models, config, args.work / "train", args.resume,
+        parent = ModelPackage.load(args.parent) if args.parent else None
+        package = train_organ(organ_key, data, models, config, args.work / "train", args.resume, parent,
                               margin=30, progress=False)
     rows = heldout(package, organ_key)
     table = summary(rows)
