@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from organseg.cli import main
 from organseg.errors import InputError
 from organseg.model_package import ModelPackage
-from organseg.training.dataset import decode, read_dataset
+from organseg.training.dataset import CaseSlices, decode, read_dataset
 from organseg.training.loop import SliceSet
 from organseg.training.slices import organ_slices
 
@@ -84,3 +84,27 @@ def test_crops_centred_on_the_organ_hold_it_and_the_others_are_anywhere(openkbp_
     assert x.shape == (len(idx), 1, 64, 96) and bool((y.sum(dim=(1, 2, 3)) > 0).all())
     _, y0 = slices.patches(np.repeat(idx, 4), (64, 96), np.random.default_rng(0), foreground_fraction=0.0)
     assert 0 < int((y0.sum(dim=(1, 2, 3)) > 0).sum()) < len(y0)  # the esophagus is small: most random crops miss it
+
+
+
+def test_crops_beyond_the_organs_end_are_centred_where_it_would_continue(openkbp_dir: Path):
+    folder = openkbp_dir / "train" / "pt_2"
+    pairs = organ_slices(sitk.ReadImage(str(folder / "ct.nii.gz")),
+                         sitk.Cast(sitk.ReadImage(str(folder / "labels.nii.gz")) == 1, sitk.sitkUInt8), margin=8,
+                         margin_below=0)
+    case = CaseSlices(None, np.round(pairs.inputs * 239).astype(np.uint8), pairs.targets > 0.5, pairs.z)
+    centres = case.centres()
+    held = np.flatnonzero(case.targets.any(axis=(1, 2)))
+    for i in held:  # on a slice with the cord: its centroid, inside its bounding box
+        rows, cols = np.nonzero(case.targets[i])
+        assert rows.min() <= centres[i][0] <= rows.max() and cols.min() <= centres[i][1] <= cols.max()
+    above = np.flatnonzero(case.z > case.z[held].max())
+    assert len(above) == 8 and (centres[above] == centres[held[np.argmax(case.z[held])]]).all()
+    marked = case.codes.copy()
+    marked[above, centres[above, 0], centres[above, 1]] = 255  # a code no CT value has
+    slices = SliceSet(marked, case.targets, lambda codes: codes.astype(np.float32), centres)
+    x, y = slices.patches(np.repeat(above, 5), (64, 96), np.random.default_rng(0), foreground_fraction=1.0)
+    assert not y.any()  # hard negatives: nothing of the cord in them
+    assert bool((x.amax(dim=(1, 2, 3)) == 255).all())  # each holds the spot where the cord would continue
+    x, _ = slices.patches(np.repeat(above, 5), (64, 96), np.random.default_rng(0), foreground_fraction=0.0)
+    assert int((x.amax(dim=(1, 2, 3)) == 255).sum()) < len(x)  # crops anywhere miss it at times

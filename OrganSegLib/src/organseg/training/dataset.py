@@ -61,6 +61,19 @@ class CaseSlices:
     targets: np.ndarray  #: (n, H, W) bool
     z: np.ndarray  #: canonical slice indices (inferior -> superior)
 
+    def centres(self) -> np.ndarray:
+        """(n, 2) row, column per slice: the organ's centroid there, or on the nearest slice that holds it.
+
+        Beyond the organ's ends this is where it would continue (the brainstem above the spinal cord, the
+        pharynx above the esophagus): the look-alikes a network must learn to leave out.
+        """
+        held = np.flatnonzero(self.targets.any(axis=(1, 2)))
+        if held.size == 0:
+            return np.tile(np.array(self.targets.shape[1:]) // 2, (len(self.z), 1))
+        centroids = np.array([np.argwhere(self.targets[i]).mean(axis=0) for i in held]).round().astype(np.int64)
+        nearest = np.abs(self.z[:, None] - self.z[held][None, :]).argmin(axis=1)
+        return centroids[nearest]
+
 
 def read_dataset(path: str | Path) -> list[CaseSpec]:
     """Parse and check a dataset CSV (existence of every file, label columns)."""

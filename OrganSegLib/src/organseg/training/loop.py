@@ -62,6 +62,8 @@ class SliceSet:
     codes: np.ndarray  #: (n, H, W) uint8 quantisation codes
     targets: np.ndarray  #: (n, H, W) bool
     decode: Callable[[np.ndarray], np.ndarray]
+    #: (n, 2) where the organ is or would continue on each slice (`CaseSlices.centres`); None: unknown
+    centres: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -74,16 +76,19 @@ class SliceSet:
         """Crops of the given slices: a share centred on a random organ pixel, the others anywhere.
 
         The network is fully convolutional, so crops train it at the scale of whole slices for a fraction of
-        the cost, and centring on the organ counters the imbalance of small organs.
+        the cost, and centring on the organ counters the imbalance of small organs. On a slice beyond the
+        organ's ends that share is centred where the organ would continue (`centres`): hard negatives.
         """
         h, w = size
         rows, cols = self.codes.shape[1:]
         x = np.empty((len(idx), h, w), np.uint8)
         y = np.empty((len(idx), h, w), bool)
         for k, i in enumerate(idx):
-            organ = np.flatnonzero(self.targets[i]) if rng.random() < foreground_fraction else []
-            if len(organ):
-                r, c = divmod(int(rng.choice(organ)), cols)  # the organ pixel lands anywhere in the middle half
+            centred = rng.random() < foreground_fraction
+            organ = np.flatnonzero(self.targets[i]) if centred else []
+            if len(organ) or (centred and self.centres is not None):
+                # the organ pixel (or where the organ would be) lands anywhere in the middle half
+                r, c = divmod(int(rng.choice(organ)), cols) if len(organ) else self.centres[i]
                 r0 = r - h // 2 + int(rng.integers(-(h // 4), h // 4 + 1))
                 c0 = c - w // 2 + int(rng.integers(-(w // 4), w // 4 + 1))
             else:

@@ -31,7 +31,8 @@ def _slice_set(cases: list[CaseSlices], rows: dict[str, np.ndarray]) -> SliceSet
     chosen = [(c, rows[c.spec.name]) for c in cases if c.spec.name in rows]
     codes = np.concatenate([c.codes[r] for c, r in chosen]) if chosen else np.zeros((0, 1, 1), np.uint8)
     targets = np.concatenate([c.targets[r] for c, r in chosen]) if chosen else np.zeros((0, 1, 1), bool)
-    return SliceSet(codes, targets, decode)
+    centres = np.concatenate([c.centres()[r] for c, r in chosen]) if chosen else np.zeros((0, 2), np.int64)
+    return SliceSet(codes, targets, decode, centres)
 
 
 def load_training_data(data_csv: Path, organ_key: str, margin: int, seed: int,
