@@ -20,7 +20,7 @@ from organseg.training.config import FitConfig
 from organseg.training.loop import FitState, SliceSet, Trainer
 from organseg.training.split import split_cases
 
-FAST = ["--batch-size", "2", "--no-augment", "--threads", "2", "--quiet"]
+FAST = ["--batch-size", "2", "--no-augment", "--threads", "2", "--quiet", "--patch", "96x128"]
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,8 @@ class Trainer:
         self.optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
         self.state = FitState()
         self.best = state_dict_arrays(net)
-        self.checkpoint, self.identity = checkpoint, identity or {}
+        # as a checkpoint stores it (JSON: a patch tuple comes back as a list), so that resume can compare
+        self.checkpoint, self.identity = checkpoint, json.loads(json.dumps(identity or {}))
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
 
