@@ -1,5 +1,8 @@
 """Post-processing: component cleaning and the anchor-organ boxes, per organ and switchable."""
+from pathlib import Path
+
 import numpy as np
+import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS
 from organseg.postprocess import AnchorRules, clean_components, clean_organ, rule
@@ -77,7 +80,7 @@ def _whole_volume_cleaning(mask: np.ndarray, rule, voxel_ml: float) -> np.ndarra
 
     labels, n = ndimage.label(mask)
     sizes = np.bincount(labels.ravel())[1:]
-    keep = sizes * voxel_ml >= rule.min_component_ml
+    keep = (sizes * voxel_ml >= rule.min_component_ml) & (sizes >= rule.min_component_share * sizes.max())
     if rule.components:
         order = np.argsort(sizes, kind="stable")[::-1]
         keep &= np.isin(np.arange(n), order[:rule.components])
@@ -96,7 +99,23 @@ def test_cleaning_slab_by_slab_equals_cleaning_the_whole_volume():
     mask[34:40, 5:15, 40:55] = True  # a second slab, with a hole
     mask[36, 8:11, 45:48] = False
     mask[45:58:3, 30:33, 2:5] = True  # stray one-slice findings
-    for key in ("liver", "kidneys", "bones", "colon", "lungs"):
+    for key in ("liver", "kidneys", "bones", "colon", "lungs", "spinal_cord"):
         expected = _whole_volume_cleaning(mask, rule(key), voxel_ml=0.01)
         assert (clean_components(mask, rule(key), voxel_ml=0.01) == expected).all(), key
     assert not clean_organ("liver", np.zeros((4, 4, 4), dtype=bool), 0.01).any()
+
+
+def test_a_broken_spinal_cord_keeps_its_pieces_and_drops_a_stray_finding(openkbp_dir: Path):
+    """A real manual cord with two slices cut out (as a network breaks it) plus a stray blob in the skull."""
+    labels = sitk.ReadImage(str(openkbp_dir / "train" / "pt_2" / "labels.nii.gz"))
+    cord = sitk.GetArrayFromImage(labels) == 1
+    zs = np.flatnonzero(cord.any(axis=(1, 2)))
+    broken = cord.copy()
+    cut = zs[len(zs) // 3]  # the upper piece is about half the lower one
+    broken[cut:cut + 2] = False
+    stray = np.zeros_like(cord)
+    stray[max(zs[0] - 12, 0):max(zs[0] - 12, 0) + 2, 40:42, 60:62] = True  # 8 voxels above the cord
+    voxel_ml = float(np.prod(labels.GetSpacing())) / 1000
+    cleaned = clean_organ("spinal_cord", broken | stray, voxel_ml)
+    assert (cleaned == broken).all()
+    assert (clean_organ("liver", broken | stray, voxel_ml) != broken).any()  # one piece only: not for a tube

@@ -113,7 +113,7 @@ def measure(o: Organ, mask: np.ndarray, scan: Scan, extents: dict[str, tuple[int
     values = hu[crop]
     median_hu = float(np.median(values))
     dense = np.count_nonzero(values > DENSE_HU) / voxels
-    parts = rule.components
+    parts = rule.components or (1 if rule.min_component_share else 0)  # a tube kept in pieces: is it broken?
     largest = math.nan
     if parts:
         labels, count = ndimage.label(crop, structure=np.ones((3, 3, 3), dtype=bool))

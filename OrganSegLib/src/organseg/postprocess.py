@@ -35,8 +35,10 @@ class Rule:
 
     below: tuple[Level, ...] = ()  #: the organ lies below every one of these levels
     above: tuple[Level, ...] = ()  #: ... and above every one of these
-    components: int = 1  #: keep this many largest 3D components (0: keep all above `min_component_ml`)
+    components: int = 1  #: keep this many largest 3D components (0: keep all above the two minimums)
     min_component_ml: float = 0.0
+    #: keep only components at least this share of the largest: a tube the network breaks keeps its pieces
+    min_component_share: float = 0.0
     fill_holes: bool = True
     anchors_by_default: bool = True  #: whether the anchor box is applied unless asked otherwise
 
@@ -65,7 +67,7 @@ RULES: dict[str, Rule] = {
     "esophagus": Rule(above=(_bottom("kidneys"),), anchors_by_default=False),
     "femur_heads": Rule(below=(_bottom("kidneys"),), components=2),
     "lungs": Rule(above=(_bottom("kidneys"),), components=2, fill_holes=False),
-    "spinal_cord": Rule(fill_holes=False),
+    "spinal_cord": Rule(components=0, min_component_share=0.2, fill_holes=False),
     "aorta": Rule(below=(_top("lungs", 30),), above=(_top("femur_heads"),), anchors_by_default=False),
     "gallbladder": Rule(below=(_top("liver"),), above=(_bottom("liver", -20),)),
     "adrenal_glands": Rule(below=(_top("liver"),), above=(_bottom("kidneys", 20),), components=2),
@@ -98,7 +100,7 @@ def clean_components(mask: np.ndarray, rule: Rule, voxel_ml: float) -> np.ndarra
         return out
     labelled = [ndimage.label(mask[box]) for box in slabs]
     sizes = np.concatenate([np.bincount(labels.ravel(), minlength=n + 1)[1:] for labels, n in labelled])
-    keep = sizes * voxel_ml >= rule.min_component_ml
+    keep = (sizes * voxel_ml >= rule.min_component_ml) & (sizes >= rule.min_component_share * sizes.max())
     if rule.components:
         order = np.argsort(sizes, kind="stable")[::-1]
         top = np.zeros(len(sizes), dtype=bool)
