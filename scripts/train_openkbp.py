@@ -118,7 +118,8 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str) -> tuple[dict, dict]:
+def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str,
+               parent: ModelPackage | None = None) -> tuple[dict, dict]:
     """`training` and `metrics` of the shipped package: data by name, no machine paths."""
     t = trained.meta["training"]
     sources = t["split"]["sources"]
@@ -147,6 +148,10 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str) 
         "steps": t["steps"], "best_step": t["best_step"], "minutes": round(t["seconds"] / 60, 1),
         "config": t["config"], "augmentation": t["augmentation"], "loss_curve": t["loss_curve"],
         "val_history": t["val_history"],
+        "continued_from": None if parent is None else {
+            "package": parent.path.name, "weights_sha256": parent.meta["files"]["weights.npz"]["sha256"],
+            "steps": parent.meta["training"]["steps"], "minutes": parent.meta["training"]["minutes"],
+            "heldout_dice_median": parent.meta["metrics"]["heldout"]["dice"]["median"]},
         "limits": "trained on head-and-neck CTs at ~4 mm in-plane (plus one abdominal series): neck and upper "
                   "thorax covered best; OpenKBP contours stop short of the organ's lower end, so the "
                   "whole-CT Dice counts correct findings below the drawn contour as errors",
@@ -173,6 +178,7 @@ def main() -> None:
     import torch
     torch.set_num_threads(args.threads)
     organ_key = find_organ(args.organ).key
+    parent = ModelPackage.load(args.parent) if args.parent else None
     data = args.work / "dataset.csv"
     if not args.resume or not data.exists():
         write_dataset(organ_key, data)
@@ -182,13 +188,12 @@ def main() -> None:
         package = ModelPackage.load(trained[-1])
     else:
         config = FitConfig(**{**CONFIG, "max_steps": args.steps, "max_seconds": args.minutes * 60})
-        parent = ModelPackage.load(args.parent) if args.parent else None
         package = train_organ(organ_key, data, models, config, args.work / "train", args.resume, parent,
                               margin=30, progress=False)
     rows = heldout(package, organ_key)
     table = summary(rows)
     (args.work / "heldout.json").write_text(json.dumps({"rows": rows, "summary": table}, indent=2) + "\n")
-    training, metrics = model_card(organ_key, package, table, f"CPU, {args.threads} thread(s)")
+    training, metrics = model_card(organ_key, package, table, f"CPU, {args.threads} thread(s)", parent)
     shipped = write_package(args.install, organ_key, package.state_dict_arrays(), package.channels, training,
                             metrics)
     print(f"\n{organ_key}: held-out patients {table['patients']}, Dice median {table['dice']['median']:.3f} "
