@@ -195,7 +195,7 @@ def main() -> None:
     (args.work / "heldout.json").write_text(json.dumps({"rows": rows, "summary": table}, indent=2) + "\n")
     training, metrics = model_card(organ_key, package, table, f"CPU, {args.threads} thread(s)", parent)
     shipped = write_package(args.install, organ_key, package.state_dict_arrays(), package.channels, training,
-                            metrics)
+                            metrics, package.version)
     print(f"\n{organ_key}: held-out patients {table['patients']}, Dice median {table['dice']['median']:.3f} "
           f"[{table['dice']['min']:.3f}, {table['dice']['max']:.3f}], NSD 3 mm {table['nsd_3mm']['median']:.3f}, "
           f"HD95 {table['hd95_mm']['median']:.1f} mm, Dice within the contoured range "
