@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.inference import coarse_stride, predict_organ
+from organseg.inference import ONE_PASS_FRACTION, coarse_stride, predict_organ
 from organseg.masks import dice
 from organseg.orientation import Reorientation
 from organseg.preprocess import CropRecord, Prepared, prepare
@@ -62,7 +62,9 @@ def check_equals_full(prepared: Prepared, reference: np.ndarray, stride: int) ->
     near = np.abs(np.arange(len(full))[:, None] - present[None, :]).min(axis=1) <= stride
     coarse = np.isin(np.arange(len(full)), np.r_[np.arange(0, len(full), stride), len(full) - 1])
     spans = full.any(axis=(1, 2))[coarse].all()  # found on every coarse slice: every slice runs at once
-    assert full_runtime.calls == len(full) and runtime.calls == (len(full) if spans else np.count_nonzero(near | coarse))
+    most = np.count_nonzero(near | coarse) >= ONE_PASS_FRACTION * len(full)  # likewise once the rounds reach 90%
+    assert full_runtime.calls == len(full)
+    assert runtime.calls == (len(full) if spans or most else np.count_nonzero(near | coarse))
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
@@ -153,6 +155,36 @@ def test_an_organ_found_on_every_coarse_slice_runs_every_slice_once_in_full_batc
     runtime.predict = lambda batch: batches.append(len(batch)) or predict(batch)
     assert predict_organ(profile_volume(n), runtime, 0.5, batch_size=16, stride=k, margin=1).all()
     assert runtime.calls == n and batches == [16, 2] + [16] * 5 + [2]  # 18 coarse slices, then the other 82
+
+
+@pytest.mark.parametrize("found_from, batches", [(6, [16, 2] + [16] * 5 + [2]), (20, [16, 2, 16, 16, 16, 16, 1, 2, 1])])
+def test_once_the_rounds_reach_most_of_the_window_the_rest_runs_in_one_pass(found_from, batches):
+    """Stride 6, margin 3, found from row 6 (not on coarse row 0): the first fine round would run rows 3-99, 98% of
+    the window with the coarse rows, so rows 1-2 run with them: every row once, in full batches. Found from row 20:
+    the rounds reach rows 17-99 and coarse rows 0, 6 and 12, 86 of 100, below 90%: they run only those."""
+    n, k = 100, 6
+    found = np.arange(n) >= found_from
+    runtime = ProfileRuntime(found)
+    ran = []
+    predict = runtime.predict
+    runtime.predict = lambda batch: ran.append(len(batch)) or predict(batch)
+    mask = predict_organ(profile_volume(n), runtime, 0.5, batch_size=16, stride=k, margin=3)
+    assert np.array_equal(mask.any(axis=(1, 2)), found) and ran == batches
+
+
+def test_bundled_stomach_on_the_example_ct_runs_every_slice_in_one_pass_after_the_coarse_one(data_dir, monkeypatch):
+    """The bundled stomach network finds something on 111 of the real example CT's 112 slices (3 mm, coarse step
+    8 slices), every coarse slice among them: the default search must run the 15 coarse slices, then the other 97
+    at once in full batches of 16, as full inference would, and no fine rounds in small batches."""
+    from organseg.io import read_ct
+    from organseg.runtime import OrtRuntime
+
+    batches = []
+    predict = OrtRuntime.predict
+    monkeypatch.setattr(OrtRuntime, "predict", lambda self, batch: batches.append(len(batch)) or predict(self, batch))
+    result = Segmenter(None, "cpu").segment(read_ct(data_dir / "example_ct.nii.gz"), ["stomach"])
+    assert result.masks["stomach"].box.any()
+    assert batches == [15] + [16] * 6 + [1]
 
 
 def test_segmenter_strategies_agree_with_real_networks(dicom_ct, tiny_models):

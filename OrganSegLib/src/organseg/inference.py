@@ -6,7 +6,11 @@ slices border every run of found slices (m: the fine margin, FINE_MARGIN_MM). A 
 therefore always found and kept whole; only a run shorter than k that lies more than m slices from any other
 finding can be missed. When every coarse slice finds the organ (it spans the search, as the spinal cord does on a
 head-and-neck CT), the rest run at once in full batches, as full inference would: the fine rounds would run
-nearly every slice anyway, in smaller batches, and could end up slower than every slice.
+nearly every slice anyway, in smaller batches, and could end up slower than every slice. Likewise, as soon as the
+slices run plus those a fine round is about to run reach ONE_PASS_FRACTION of the window, the rest of the window
+runs in that round. So the search either runs fewer than ONE_PASS_FRACTION of the window's slices or runs every
+slice once; a slice in a small batch costs at most a few per cent more than in a full one (measured in
+Testing/benchmarks/BENCHMARK.md), so coarse-to-fine is never slower than every slice.
 
 The coarse step is half of the organ's smallest plausible cranio-caudal extent (`Organ.min_extent_mm`),
 rounded down to whole slices and at least one slice: k = max(1, floor(min_extent_mm / 2 / slice_mm)). An
@@ -33,6 +37,8 @@ from organseg.runtime import Runtime
 STRATEGIES = ("coarse-to-fine", "interpolate", "full")
 #: Distance around each finding searched by the fine pass, in mm (whole slices, at least one).
 FINE_MARGIN_MM = 10.0
+#: Coarse-to-fine: the share of the window's slices, run or about to run, from which the rest runs in one pass.
+ONE_PASS_FRACTION = 0.9
 #: Interpolate strategy: the largest distance between two run slices whose probabilities are interpolated, in mm.
 INTERPOLATE_MM = 6.0
 #: Interpolate strategy: the least Dice between the two slices' masks for a gap to be interpolated.
@@ -150,6 +156,8 @@ def predict_organ(prepared: Prepared, runtime: Runtime, threshold: float, batch_
         todo = np.flatnonzero((np.cumsum(near)[:-1] > 0) & ~predictor.done)
         if todo.size == 0:
             return predictor.mask
+        if max_gap <= 1 and np.count_nonzero(predictor.done[lo:hi]) + todo.size >= ONE_PASS_FRACTION * (hi - lo):
+            todo = np.arange(lo, hi)  # nearly the whole window: the rest at once, in full batches
         predictor.run(todo if max_gap <= 1 else _refine(predictor, todo, max_gap, min_similarity))
 
 
