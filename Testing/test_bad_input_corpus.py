@@ -383,7 +383,12 @@ def _export_cases(root, data_dir, labels):
         _write(sitk.Cast(read_series(d / "ct") > 0, sitk.sitkUInt8), d / "seg" / "liver.nii.gz")
         args = export("export-rtstruct", d, d / "seg")
         args[2] = str(d / "ct")
-        return Case(args, 2, "an enhanced (multi-frame) CT", "ect.dcm")
+
+        def check():
+            references = [c.ContourImageSequence[0] for c in
+                          pydicom.dcmread(d / "x.dcm").ROIContourSequence[0].ContourSequence]
+            assert {int(r.ReferencedFrameNumber) for r in references} == {1, 2}
+        return Case(args, 0, written=d / "x.dcm", check=check)
 
     return {f.__name__: f for f in (off_grid, foreign_map, flipped_map_with_labels, only_empty_masks, export_exists,
                                     export_into_dicom, corrupt_mask, duplicated_dicom_file, no_frame_of_reference,

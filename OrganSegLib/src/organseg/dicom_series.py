@@ -77,9 +77,10 @@ class Series:
 
 
 def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
-    """Series Instance UID -> (file, header) of every image slice under the folder; other files are skipped."""
+    """Series Instance UID -> (file, header) of every image slice under the folder (or in the one file, e.g. an
+    enhanced multi-frame CT); other files are skipped."""
     series: dict[str, list[tuple[Path, Dataset]]] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
@@ -97,10 +98,11 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
 
 def _frame_headers(header: Dataset) -> list[Dataset]:
     """One classic-looking header per frame of an enhanced multi-frame image (position, orientation, spacing
-    from its functional groups); empty when the groups lack them."""
+    from its functional groups); empty when the groups lack them. Each carries its 1-based frame number as
+    ReferencedFrameNumber, which the DICOM exports reference beside the file's SOP Instance UID."""
     shared = header.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
     frames = []
-    for group in header.PerFrameFunctionalGroupsSequence:
+    for number, group in enumerate(header.PerFrameFunctionalGroupsSequence, start=1):
         def item(name: str) -> Dataset | None:
             seq = group.get(name) or shared.get(name)
             return seq[0] if seq else None
@@ -116,18 +118,21 @@ def _frame_headers(header: Dataset) -> list[Dataset]:
         frame.ImagePositionPatient = position.ImagePositionPatient
         frame.ImageOrientationPatient = orientation.ImageOrientationPatient
         frame.PixelSpacing = measures.PixelSpacing
+        frame.ReferencedFrameNumber = number
+        frame.file_meta = header.file_meta
         frames.append(frame)
     return frames
 
 
 def find_series(folder: str | Path, series_uid: str | None = None) -> Series:
-    """The chosen series (or the largest CT series) of a folder, sorted and checked; raises InputError."""
+    """The chosen series (or the largest CT series) of a folder, or the frames of an enhanced multi-frame file,
+    sorted and checked; raises InputError."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder; give the folder that holds the DICOM series")
+    if not folder.exists():
+        raise InputError(f"{folder}: no such folder; give the folder that holds the DICOM series")
     found = scan_folder(folder)
     if not found:
-        raise InputError(f"{folder}: no DICOM image series found (is the folder empty or not DICOM?)")
+        raise InputError(f"{folder}: no DICOM image series found (is it empty or not DICOM?)")
     notes = []
     if series_uid is not None:
         if series_uid not in found:

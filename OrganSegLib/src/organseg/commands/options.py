@@ -108,7 +108,8 @@ SEG_HELP = ("an OrganSeg output folder, a folder of masks named after catalogue 
 
 def add_export_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
     """Arguments shared by the DICOM export commands."""
-    p.add_argument("--ct", type=Path, required=True, help="folder of the CT DICOM series the masks were made on")
+    p.add_argument("--ct", type=Path, required=True,
+                   help="folder of the CT DICOM series (or an enhanced multi-frame CT file) the masks were made on")
     p.add_argument("--seg", type=Path, required=True, help=SEG_HELP)
     p.add_argument("-o", "--output", type=Path, required=True, help=f"output file, e.g. {default_name}")
     p.add_argument("--labels", type=Path, metavar="JSON",

@@ -1,7 +1,8 @@
 """DICOM Segmentation (binary, one segment per organ) from organ masks on a CT series' grid, via highdicom.
 
 Segments carry the catalogue's name and colour, category SCT 123037004 Anatomical Structure and the organ's
-SNOMED CT type; frames reference the CT images they were segmented on.
+SNOMED CT type; frames reference the CT images they were segmented on (the frames of an enhanced multi-frame
+CT by their frame numbers) and copy their positions.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
@@ -44,6 +47,8 @@ def build_dicom_seg(masks: Mapping[str, np.ndarray], series: Series) -> tuple[hd
     if not organs:
         raise InputError(f"{series.folder}: every organ mask is empty; nothing to write")
     pixels = np.stack(frames, axis=-1).astype(np.uint8)
+    if series.multiframe:
+        headers, pixels = _multiframe_source(series, headers, pixels)
     seg = hd.seg.Segmentation(
         source_images=headers, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment(i, o) for i, o in enumerate(organs, start=1)],
@@ -52,6 +57,17 @@ def build_dicom_seg(masks: Mapping[str, np.ndarray], series: Series) -> tuple[hd
         device_serial_number="0", series_description="OrganSeg organs", content_label="ORGANSEG",
         content_description="Organ segmentation by OrganSeg")
     return seg, notes
+
+
+def _multiframe_source(series: Series, frames: list[Dataset], pixels: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
+    """The enhanced CT's own header as the one source image, and the masks in its frame order (highdicom pairs
+    pixel_array[i] with frame i + 1 and copies that frame's position); frames outside the series stay empty."""
+    ct = pydicom.dcmread(series.files[0], stop_before_pixels=True)
+    for attr in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        setattr(ct, attr, frames[0].get(attr))  # as reference_headers filled them in
+    ordered = np.zeros((int(ct.NumberOfFrames), *pixels.shape[1:]), dtype=pixels.dtype)
+    ordered[[int(f.ReferencedFrameNumber) - 1 for f in frames]] = pixels
+    return [ct], ordered
 
 
 def _segment(number: int, o: Organ) -> hd.seg.SegmentDescription:

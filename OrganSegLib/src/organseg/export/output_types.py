@@ -7,7 +7,7 @@ from typing import Callable
 
 from organseg.dicom_series import find_series
 from organseg.errors import InputError, OutputError
-from organseg.export.source import reference_headers
+from organseg.export.source import array_on_series_grid, reference_headers
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def parse_output_types(specs: list[str] | None, default_format: str) -> tuple[st
 
 
 def dicom_writers(ct: Path, output: Path, series_uid: str | None, types: list[str]) -> list[Callable]:
-    """`write_result` extra writers for the DICOM types; checks the CT is a regular DICOM series first.
+    """`write_result` extra writers for the DICOM types; checks the CT is a regular DICOM series (a folder, or
+    an enhanced multi-frame file) first.
 
     Also refuses an output folder inside the input DICOM folder, whatever the output types.
     """
@@ -42,7 +43,7 @@ def dicom_writers(ct: Path, output: Path, series_uid: str | None, types: list[st
         raise OutputError(f"{output}: inside the input DICOM folder {ct}; write the results elsewhere")
     if not types:
         return []
-    if not ct.is_dir():
+    if not ct.is_dir() and ct.suffix.lower() != ".dcm":
         raise InputError(f"{ct}: --output-type {','.join(types)} needs the CT as a DICOM series folder "
                          "(the exports reference its images); segment the DICOM folder instead")
     series = find_series(ct, series_uid)
@@ -55,7 +56,8 @@ def dicom_writers(ct: Path, output: Path, series_uid: str | None, types: list[st
 
     def writer(kind: str) -> Callable:
         def write(result, folder: Path) -> None:
-            masks = {key: mask.full() for key, mask in result.masks.items() if mask.box.any()}
+            masks = {key: array_on_series_grid(result.mask_image(key), series, ct)  # a multi-frame file is
+                     for key, mask in result.masks.items() if mask.box.any()}  # read with its own axis order
             if not masks:
                 log.warning(f"no organ was found; {DICOM_FILES[kind]} not written")
                 return

@@ -134,7 +134,11 @@ def _observation(o: Organ) -> Dataset:
 
 
 def _image_reference(header: Dataset) -> Dataset:
-    return _dataset(ReferencedSOPClassUID=header.SOPClassUID, ReferencedSOPInstanceUID=header.SOPInstanceUID)
+    """A Contour Image Sequence item: the CT image, and for a frame of a multi-frame CT its frame number."""
+    item = _dataset(ReferencedSOPClassUID=header.SOPClassUID, ReferencedSOPInstanceUID=header.SOPInstanceUID)
+    if "ReferencedFrameNumber" in header:
+        item.ReferencedFrameNumber = header.ReferencedFrameNumber
+    return item
 
 
 def _dataset(**attributes) -> Dataset:

@@ -18,16 +18,14 @@ from organseg.orientation import array_on_grid
 
 
 def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
-    """Copies of the CT headers with the UIDs an export references filled in; plus what was filled.
+    """Copies of the CT headers (one per frame of an enhanced multi-frame CT, with its ReferencedFrameNumber)
+    with the UIDs an export references filled in; plus what was filled.
 
     Anonymised series sometimes blank SOP Instance/Class UID (taken from the file meta then), or Study and
     Series Instance UID (replaced by UIDs derived from the Frame of Reference, the same on every export).
     """
     if series.problem is not None:
         raise InputError(f"{series.folder}: {series.problem}; DICOM exports need the original regular series")
-    if series.multiframe:
-        raise InputError(f"{series.files[0]}: an enhanced (multi-frame) CT; the DICOM exports reference classic "
-                         "single-frame slices and are not written for it (segmenting it works)")
     headers, notes = [copy.deepcopy(h) for h in series.headers], []
     if not all(str(h.get("FrameOfReferenceUID", "")) for h in headers):
         raise InputError(f"{series.folder}: the CT slices have no Frame of Reference UID; cannot reference them")
@@ -38,7 +36,7 @@ def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
                 if not value:
                     raise InputError(f"{series.folder}: a slice has no {attr}; cannot reference it")
                 setattr(h, attr, value)
-    if len({h.SOPInstanceUID for h in headers}) < len(headers):
+    if len({(h.SOPInstanceUID, h.get("ReferencedFrameNumber")) for h in headers}) < len(headers):
         raise InputError(f"{series.folder}: slices share a SOP Instance UID; cannot reference them")
     for attr in ("StudyInstanceUID", "SeriesInstanceUID"):
         if not str(headers[0].get(attr, "")):
