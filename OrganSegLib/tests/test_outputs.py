@@ -126,3 +126,47 @@ def test_a_read_only_or_full_location_is_refused_before_any_work(small_mount, cr
     with pytest.raises(OutputError, match=f"{small_mount / 'r'}: cannot write there \\({problem}"):
         check_output_dir(small_mount / "r", overwrite=False)
     assert os.listdir(small_mount) == []
+
+
+def _tree(folder):
+    """Relative path -> bytes (files) or None (folders): what must stay byte-identical."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("where,earlier", [("mask writer", True), ("final move", True), ("final move", False)])
+def test_a_disk_that_fills_up_after_the_check_leaves_the_folder_as_it_was(tmp_path, crop, tiny_models, where, earlier,
+                                                                        monkeypatch, capsys):
+    """ENOSPC after the pre-check: writing a mask into the temporary folder, or moving a file into place (rename
+    needs a new directory entry) once earlier files were moved, into a folder with or without earlier results."""
+    import errno
+
+    from organseg import outputs
+    from organseg.cli import main
+    out = tmp_path / "r"
+    args = ["segment", str(crop / "ct.nii.gz"), "-o", str(out), "--organs", "liver", "--models", str(tiny_models),
+            "--device", "cpu"]
+    if earlier:
+        assert main(args) == 0
+    out.mkdir(exist_ok=True)
+    (out / "notes.txt").write_text("the user's own notes")
+    before = _tree(out)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if where == "mask writer":
+        def write(image, path):
+            raise full
+        monkeypatch.setattr(outputs, "atomic_write_image", write)
+    else:
+        rename, failed = Path.rename, []
+
+        def rename_once(self, target):
+            if Path(target) == out / "stats.csv" and not failed:  # after labels.json, masks/ and segmentation.*
+                failed.append(target)
+                raise full
+            return rename(self, target)
+        monkeypatch.setattr(Path, "rename", rename_once)
+    capsys.readouterr()
+    assert main(args + ["--overwrite"]) == 4
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("organseg segment: error:")]
+    assert len(lines) == 1 and str(out) in lines[0] and "no space" in lines[0].lower(), lines
+    assert _tree(out) == before
+    assert not _leftovers(tmp_path)

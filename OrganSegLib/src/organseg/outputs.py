@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import shutil
+from contextlib import suppress
 from pathlib import Path
 from typing import Callable
 
@@ -139,13 +140,15 @@ def _write_stats(result: Result, folder: Path, source: str) -> None:
 
 def _merge(src: Path, dst: Path) -> None:
     """Move every file under `src` to the same place under `dst`; the file it replaces is set aside and
-    removed at the end. On an error every step is undone."""
+    removed at the end. On an error every step is undone, the folders it created (e.g. `masks/`) included."""
     aside = temp_dir(dst, "old")
     moved: list[tuple[Path, bool]] = []
+    made: list[Path] = []
     try:
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             rel = path.relative_to(src)
             target = dst / rel
+            made += [folder for folder in target.parents if folder.is_relative_to(dst) and not folder.exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
             replaced = target.exists() or target.is_symlink()
             if replaced:
@@ -159,6 +162,9 @@ def _merge(src: Path, dst: Path) -> None:
                 (dst / rel).rename(src / rel)
             if replaced:
                 (aside / rel).rename(dst / rel)
+        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
+            with suppress(OSError):  # not empty: another process put a file there meanwhile, keep it
+                folder.rmdir()
         raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
