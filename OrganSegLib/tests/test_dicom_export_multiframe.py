@@ -114,6 +114,8 @@ def test_rtstruct_contours_reference_the_frames_and_restore_the_masks(exported, 
     frames = _frames(ct)
     rt = pydicom.dcmread(exported / "rtstruct.dcm")
     assert rt.FrameOfReferenceUID == ct.FrameOfReferenceUID
+    for attr in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyID"):
+        assert rt.get(attr) == ct.get(attr), attr  # the patient and study of the CT, as a planning system files it
     referenced = rt.ReferencedFrameOfReferenceSequence[0]
     assert referenced.FrameOfReferenceUID == ct.FrameOfReferenceUID
     study = referenced.RTReferencedStudySequence[0]

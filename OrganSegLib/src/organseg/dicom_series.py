@@ -17,6 +17,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from scipy import ndimage
 
 from organseg.errors import InputError
@@ -24,6 +25,7 @@ from organseg.errors import InputError
 log = logging.getLogger(__name__)
 
 _IMAGE_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+_FUNCTIONAL_GROUPS = {Tag("SharedFunctionalGroupsSequence"), Tag("PerFrameFunctionalGroupsSequence")}
 
 
 @dataclass
@@ -97,9 +99,10 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
 
 
 def _frame_headers(header: Dataset) -> list[Dataset]:
-    """One classic-looking header per frame of an enhanced multi-frame image (position, orientation, spacing
-    from its functional groups); empty when the groups lack them. Each carries its 1-based frame number as
-    ReferencedFrameNumber, which the DICOM exports reference beside the file's SOP Instance UID."""
+    """One classic-looking header per frame of an enhanced multi-frame image: the file's patient, study, series
+    and image attributes, with position, orientation and spacing from its functional groups; empty when the
+    groups lack them. Each carries its 1-based frame number as ReferencedFrameNumber, which the DICOM exports
+    reference beside the file's SOP Instance UID."""
     shared = header.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
     frames = []
     for number, group in enumerate(header.PerFrameFunctionalGroupsSequence, start=1):
@@ -111,10 +114,7 @@ def _frame_headers(header: Dataset) -> list[Dataset]:
         if position is None or orientation is None or measures is None:
             return []
         frame = Dataset()
-        for keyword in ("SOPInstanceUID", "SOPClassUID", "SeriesInstanceUID", "StudyInstanceUID", "Modality",
-                        "FrameOfReferenceUID", "Rows", "Columns"):
-            if keyword in header:
-                setattr(frame, keyword, header.get(keyword))
+        frame.update({tag: element for tag, element in header.items() if tag not in _FUNCTIONAL_GROUPS})
         frame.ImagePositionPatient = position.ImagePositionPatient
         frame.ImageOrientationPatient = orientation.ImageOrientationPatient
         frame.PixelSpacing = measures.PixelSpacing
