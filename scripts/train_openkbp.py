@@ -2,6 +2,7 @@
 
     python scripts/train_openkbp.py --organ spinal_cord --work .work/spinal_cord --minutes 100 [--resume]
     python scripts/train_openkbp.py --organ esophagus --work .work/esophagus --minutes 100 [--resume]
+    ... --parent PACKAGE   continue a shipped model (how v2 was made from v1: scripts/TRAINING_OPENKBP.md)
 
 Steps (each resumable; kill it at any moment and rerun with --resume):
 1. `WORK/dataset.csv` from ../shared/data: OpenKBP `train` patients contoured for the organ train the network,
@@ -14,7 +15,7 @@ Steps (each resumable; kill it at any moment and rerun with --resume):
    its manual contour on the CT grid: Dice, NSD at 3 mm, HD95, over the whole CT and within the contour's
    axial range (where the clinician drew it).
 4. The model package, with its model card, written to --install (default: the bundled models), and the
-   table to WORK/heldout.md.
+   per-patient table to WORK/heldout.json.
 """
 from __future__ import annotations
 
