@@ -130,3 +130,16 @@ def test_parameters_round_trip_and_refuse_unknown_keys():
     assert LungParameters.from_dict(params.to_dict()) == params
     with pytest.raises(ValueError, match="unknown"):
         LungParameters.from_dict({"air_hu": -400, "vessel_hu": 0})
+
+
+def test_segmenter_lungs_with_its_shared_body_mask_equal_the_labeller_alone(data_dir: Path, example):
+    """The segmenter computes the body mask once per CT and hands it to the labeller: the lungs it reports must be
+    the labeller's own (which then computes the body itself), cleaned as every organ is."""
+    from organseg import postprocess as pp
+    from organseg.segmenter import Segmenter
+
+    image, ct, labels, spacing = example
+    result = Segmenter(None, "cpu").segment(image, ["lungs"])
+    alone = pp.clean_organ("lungs", labels > 0, float(np.prod(spacing)) / 1000.0)
+    assert alone.sum() > 1000
+    np.testing.assert_array_equal(Reorientation.of(image).to_canonical(result.masks["lungs"].full()), alone)

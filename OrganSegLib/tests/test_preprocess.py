@@ -59,6 +59,8 @@ def test_crop_boxes_are_the_boxes_of_the_body_contour(dicom_ct, data_dir):
     for image in (dicom_ct, read_ct(data_dir / "example_ct.nii.gz")):
         hu = Reorientation.of(image).to_canonical(sitk.GetArrayFromImage(image)).astype(np.float32)
         assert np.array_equal(body_boxes(hu), slice_boxes(body_mask(hu)))
+        given = prepare(hu, boxes=slice_boxes(body_mask(hu)))  # the segmenter's way: one body mask per CT
+        assert np.array_equal(given.record.boxes, prepare(hu).record.boxes) and given.inputs.any()
 
 
 def test_prepare_on_the_stored_integer_volume_equals_a_float32_copy(dicom_ct, data_dir):

@@ -76,12 +76,13 @@ class LungParameters:
 
 
 def label_lungs(volume: np.ndarray, spacing: tuple[float, float, float],
-                params: LungParameters = LungParameters()) -> np.ndarray:
+                params: LungParameters = LungParameters(), body: np.ndarray | None = None) -> np.ndarray:
     """Right (`RIGHT`) and left (`LEFT`) lung labels of a canonical (S, P, L) HU volume, uint8, same shape.
 
-    `spacing` is the voxel size in mm along the canonical axes (S, P, L).
+    `spacing` is the voxel size in mm along the canonical axes (S, P, L). `body`: the volume's `body_mask`
+    where the caller has it (the segmenter computes it once per CT; it is a third of the labeller's time).
     """
-    body = body_mask(volume)
+    body = body_mask(volume) if body is None else body
     midline = _midline(body)
     air = volume < params.air_hu
     air &= body | _cut_by_field_of_view(air, volume, body, params)

@@ -65,13 +65,13 @@ class Measures:
 class Scan:
     """One CT in the canonical (S, P, L) layout, with its body contour computed once per slice as needed."""
 
-    def __init__(self, reference: sitk.Image, ct: np.ndarray) -> None:
+    def __init__(self, reference: sitk.Image, ct: np.ndarray, body: np.ndarray | None = None) -> None:
         self.orient = Reorientation.of(reference)
         self.ct = self.orient.to_canonical(ct)
         spacing_zyx = reference.GetSpacing()[::-1]
         self.spacing = tuple(float(spacing_zyx[p]) for p in self.orient.permutation)  #: (S, P, L) mm
-        self._body = np.zeros(self.ct.shape, dtype=bool)
-        self._done = np.zeros(self.ct.shape[0], dtype=bool)
+        self._body = np.zeros(self.ct.shape, dtype=bool) if body is None else body  #: canonical body contour
+        self._done = np.full(self.ct.shape[0], body is not None)
 
     def canonical(self, mask: np.ndarray) -> np.ndarray:
         return self.orient.to_canonical(mask)
@@ -175,13 +175,14 @@ def flags_of(o: Organ, m: Measures) -> list[Flag]:
     return found
 
 
-def check_masks(reference: sitk.Image, ct: np.ndarray,
-                masks: Mapping[str, Callable[[], np.ndarray]]) -> dict[str, list[Flag]]:
-    """Flags of each organ of one result: `masks` maps organ keys to getters of (z, y, x) masks on the CT's grid.
+def check_masks(reference: sitk.Image, ct: np.ndarray, masks: Mapping[str, Callable[[], np.ndarray]],
+                body: np.ndarray | None = None) -> dict[str, list[Flag]]:
+    """Flags of each organ of one result: `masks` maps organ keys to getters of (z, y, x) masks on the CT's grid;
+    `body`: the CT's canonical body mask where the caller has it.
 
     Getters are called one organ at a time (anchors twice), so a large CT never holds all full masks at once.
     """
-    scan = Scan(reference, ct)
+    scan = Scan(reference, ct, body)
     extents = {key: axial_extent(scan.canonical(get())) for key, get in masks.items() if organ(key).anchor}
     return {key: flags_of(organ(key), measure(organ(key), scan.canonical(get()), scan, extents))
             for key, get in masks.items()}

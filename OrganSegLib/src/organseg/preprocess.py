@@ -87,13 +87,16 @@ class Prepared:
         return self.inputs[indices][:, None]
 
 
-def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS) -> Prepared:
+def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS,
+            boxes: np.ndarray | None = None) -> Prepared:
     """Body crop, resize and normalisation of a canonical (S, P, L) HU volume, done once per CT.
+
+    `boxes`: the body boxes (`slice_boxes` of the CT's body mask) where the caller has the mask already.
 
     The volume may keep its stored type (e.g. int16): each cropped slice is converted to float32 before resizing,
     which gives the same inputs as a float32 copy of the whole volume, with half its memory for an int16 CT.
     """
-    record = CropRecord(volume.shape, body_boxes(volume))
+    record = CropRecord(volume.shape, body_boxes(volume) if boxes is None else boxes)
     zs = record.slices_with_body
     inputs = np.empty((len(zs), *record.input_shape), dtype=np.float32)
     for i, z in enumerate(zs):

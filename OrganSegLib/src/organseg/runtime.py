@@ -12,6 +12,10 @@ from organseg.model_package import LABELLER, ModelPackage
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+#: A labeller's mask function: (canonical HU volume, spacing (S, P, L) mm, body mask or None) -> boolean mask.
+Labeller = Callable[[np.ndarray, tuple[float, float, float], np.ndarray | None], np.ndarray]
+
+
 class Runtime(Protocol):
     """Probabilities (N, H, W) float32 of one organ for a batch (N, 1, H, W) of prepared slices."""
 
@@ -89,22 +93,23 @@ class LabellerRuntime:
                              f"(known: {', '.join(LABELLERS)}); update organseg")
         self.label = LABELLERS[labeller](package.labeller_parameters(), package.path)
 
-    def mask(self, volume: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-        """Organ mask of a canonical HU volume; `spacing` in mm along (S, P, L)."""
-        return self.label(volume, spacing)
+    def mask(self, volume: np.ndarray, spacing: tuple[float, float, float],
+             body: np.ndarray | None = None) -> np.ndarray:
+        """Organ mask of a canonical HU volume; `spacing` in mm along (S, P, L); `body`: its body mask, if known."""
+        return self.label(volume, spacing, body)
 
 
-def _lung_labeller(parameters: dict, source) -> Callable[[np.ndarray, tuple[float, float, float]], np.ndarray]:
+def _lung_labeller(parameters: dict, source) -> Labeller:
     from organseg.lungs import LungParameters, label_lungs
     try:
         params = LungParameters.from_dict(parameters)
     except (TypeError, ValueError) as err:
         raise ModelError(f"{source}: invalid lung labeller parameters ({err})") from None
-    return lambda volume, spacing: label_lungs(volume, spacing, params) > 0
+    return lambda volume, spacing, body=None: label_lungs(volume, spacing, params, body) > 0
 
 
 #: Labeller name (a labeller package's `architecture.name`) -> factory(parameters, source) of its mask function.
-LABELLERS: dict[str, Callable[[dict, object], Callable[[np.ndarray, tuple[float, float, float]], np.ndarray]]] = {
+LABELLERS: dict[str, Callable[[dict, object], Labeller]] = {
     "lung-labeller": _lung_labeller,
 }
 

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg import postprocess as pp
+from organseg.body import body_mask, slice_boxes
 from organseg.catalogue import organ, parse_organs
 from organseg.errors import InputError, ModelError
 from organseg.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, STRATEGIES, Cancelled, coarse_stride,
@@ -147,6 +148,10 @@ class Segmenter:
                 if progress:
                     progress(Progress(len(masks), len(packages), package.organ, "done", seconds[key], masks[key]))
 
+        t0 = time.perf_counter()
+        body = body_mask(canonical)  # once per CT: crop boxes, the lungs labeller and plausibility share it
+        boxes = slice_boxes(body)
+        seconds["_prepare"] = time.perf_counter() - t0
         by_key = {p.organ.key: p for p in packages}
         for index, key in enumerate(rules.order(list(by_key)), 1):  # each organ after the anchors bounding it
             package = by_key[key]
@@ -156,12 +161,12 @@ class Segmenter:
             window = rules.window(key, extents, slice_mm, canonical.shape[0])[0]
             if isinstance(runtime, LabellerRuntime):  # a classical labeller reads the HU volume itself
                 t0 = time.perf_counter()
-                mask = runtime.mask(canonical, spacing)
+                mask = runtime.mask(canonical, spacing, body)
             else:
                 prep_key = (package.hu_window, package.levels)
                 if prep_key not in prepared:
                     t0 = time.perf_counter()
-                    prepared[prep_key] = prepare(canonical, package.hu_window, package.levels)
+                    prepared[prep_key] = prepare(canonical, package.hu_window, package.levels, boxes)
                     seconds["_prepare"] = seconds.get("_prepare", 0.0) + time.perf_counter() - t0
                 t0 = time.perf_counter()
                 mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.batch_size, cancel,
@@ -181,7 +186,7 @@ class Segmenter:
         reference.CopyInformation(image)
         order = [p.organ.key for p in packages]
         t0 = time.perf_counter()
-        flags = check_masks(image, ct, {k: masks[k].full for k in order})
+        flags = check_masks(image, ct, {k: masks[k].full for k in order}, body)
         for key in order:
             stats[key]["flags"] = [f.as_dict() for f in flags[key]]
         seconds["_plausibility"] = time.perf_counter() - t0
