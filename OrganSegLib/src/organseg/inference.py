@@ -9,8 +9,9 @@ head-and-neck CT), the rest run at once in full batches, as full inference would
 nearly every slice anyway, in smaller batches, and could end up slower than every slice. Likewise, as soon as the
 slices run plus those a fine round is about to run reach ONE_PASS_FRACTION of the window, the rest of the window
 runs in that round. So the search either runs fewer than ONE_PASS_FRACTION of the window's slices or runs every
-slice once; a slice in a small batch costs at most a few per cent more than in a full one (measured in
-Testing/benchmarks/BENCHMARK.md), so coarse-to-fine is never slower than every slice.
+slice once. A slice alone costs about a fifth more than in a batch of four, in pairs or threes a few per cent
+(measured in Testing/benchmarks/BENCHMARK.md), so the search is slower than every slice only if most of its slices
+ran alone; in fine rounds most run in batches of four or more.
 
 The coarse step is half of the organ's smallest plausible cranio-caudal extent (`Organ.min_extent_mm`),
 rounded down to whole slices and at least one slice: k = max(1, floor(min_extent_mm / 2 / slice_mm)). An
