@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=CONFIG["max_steps"])
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=CONFIG["lr"], help="peak learning rate (lower to fine-tune a "
+                        "--parent without first unlearning it)")
     parser.add_argument("--parent", type=Path, help="continue from this model package's weights (a fresh "
                         "learning-rate schedule over --minutes), e.g. the bundled spinal_cord-v1")
     parser.add_argument("--install", type=Path, default=bundled_models_dir(), help="models folder to ship into")
@@ -188,7 +190,7 @@ def main() -> None:
     if trained:
         package = ModelPackage.load(trained[-1])
     else:
-        config = FitConfig(**{**CONFIG, "max_steps": args.steps, "max_seconds": args.minutes * 60})
+        config = FitConfig(**{**CONFIG, "max_steps": args.steps, "max_seconds": args.minutes * 60, "lr": args.lr})
         package = train_organ(organ_key, data, models, config, args.work / "train", args.resume, parent,
                               margin=30, progress=False)
     rows = heldout(package, organ_key)
