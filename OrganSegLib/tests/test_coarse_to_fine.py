@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.inference import ONE_PASS_FRACTION, coarse_stride, predict_organ
+from organseg.inference import ONE_PASS_FRACTION, coarse_stride, first_pass, predict_organ, within_reach
 from organseg.masks import dice
 from organseg.orientation import Reorientation
 from organseg.preprocess import CropRecord, Prepared, prepare
@@ -144,6 +144,54 @@ def test_every_run_at_least_a_stride_long_is_kept_whole(margin):
     for found in random_profiles(0, n, k, 4 * k):
         mask = predict_organ(prepared, ProfileRuntime(found), 0.5, stride=k, margin=margin)
         assert np.array_equal(mask.any(axis=(1, 2)), found)
+
+
+@pytest.mark.parametrize("margin", [1, 3])
+def test_groups_the_coarse_pass_steps_over_are_kept_by_neither_strategy(margin):
+    """Random z-profiles with runs of 1 to 2k slices: the search steps over some groups of findings that every
+    slice finds; after `within_reach` both give the same mask: the groups with a finding on a coarse slice, which
+    include every group with a run of k slices."""
+    n, k = 300, 6
+    prepared = profile_volume(n)
+    coarse = first_pass(prepared, k)
+    stepped_over = 0
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        found = np.zeros(n, dtype=bool)
+        z = int(rng.integers(0, 20))
+        while z < n:
+            length = int(rng.integers(1, 2 * k))
+            found[z:z + length] = True
+            z += length + int(rng.integers(1, 5 * k))
+        full = predict_organ(prepared, ProfileRuntime(found), 0.5)
+        fast = predict_organ(prepared, ProfileRuntime(found), 0.5, stride=k, margin=margin)
+        stepped_over += not np.array_equal(fast, full)
+        kept = within_reach(full, coarse, margin)
+        assert np.array_equal(within_reach(fast, coarse, margin), kept)
+        groups = np.split(np.flatnonzero(found), np.flatnonzero(np.diff(np.flatnonzero(found)) > margin) + 1)
+        for group in groups:
+            assert kept[group].all() if found[np.intersect1d(group, coarse)].any() else not kept[group].any()
+            if max(len(r) for r in np.split(group, np.flatnonzero(np.diff(group) > 1) + 1)) >= k:
+                assert kept[group].all()
+    assert stepped_over > 0  # the case the rule is for happens
+
+
+def test_first_pass_is_every_strideth_slice_with_body_in_the_window_and_its_last():
+    prepared = profile_volume(20)
+    assert first_pass(prepared, 6).tolist() == [0, 6, 12, 18, 19]
+    assert first_pass(prepared, 6, (3, 10)).tolist() == [3, 9, 10]
+    assert first_pass(prepared, 6, (12, 11)).size == 0
+
+
+def test_bundled_esophagus_default_search_gives_the_masks_of_every_slice(data_dir):
+    """On the real example CT (abdomen, 3 mm, coarse step 50 mm) every slice finds a 2-4-slice stray piece
+    that the coarse pass steps over: both strategies must now give the same mask."""
+    from organseg.io import read_ct
+
+    image = read_ct(data_dir / "example_ct.nii.gz")
+    default = Segmenter(None, "cpu").segment(image, ["esophagus"]).masks["esophagus"].full()
+    full = Segmenter(None, "cpu", strategy="full").segment(image, ["esophagus"]).masks["esophagus"].full()
+    assert np.array_equal(default, full)
 
 
 def test_an_organ_found_on_every_coarse_slice_runs_every_slice_once_in_full_batches():

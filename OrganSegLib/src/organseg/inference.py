@@ -4,7 +4,8 @@ Three strategies. Full: every slice that has body. Coarse-to-fine: every k-th sl
 contiguous along the body axis, the slices around each slice where the organ was found, until m empty
 slices border every run of found slices (m: the fine margin, FINE_MARGIN_MM). A run of k or more slices is
 therefore always found and kept whole; only a run shorter than k that lies more than m slices from any other
-finding can be missed. When every coarse slice finds the organ (it spans the search, as the spinal cord does on a
+finding can be missed, and `within_reach` empties every group of findings without one on a coarse slice after
+every strategy, so that coarse-to-fine and full give the same masks (the organ spans at least 2k slices). When every coarse slice finds the organ (it spans the search, as the spinal cord does on a
 head-and-neck CT), the rest run at once in full batches, as full inference would: the fine rounds would run
 nearly every slice anyway, in smaller batches, and could end up slower than every slice. Likewise, as soon as the
 slices run plus those a fine round is about to run reach ONE_PASS_FRACTION of the window, the rest of the window
@@ -58,6 +59,38 @@ def coarse_stride(slice_mm: float, min_extent_mm: float) -> int:
 def slices_within(mm: float, slice_mm: float) -> int:
     """Whole slices of `slice_mm` within `mm`, at least one."""
     return max(1, int(mm // slice_mm)) if slice_mm > 0 else 1
+
+
+def first_pass(prepared: Prepared, stride: int, window: tuple[int, int] | None = None) -> np.ndarray:
+    """Canonical slices of the coarse pass: every `stride`-th slice with body in the window, and its last."""
+    zs = prepared.record.slices_with_body
+    lo, hi = _window_rows(zs, window)
+    return zs[_coarse_rows(lo, hi, stride)] if hi > lo else zs[:0]
+
+
+def within_reach(mask: np.ndarray, coarse: np.ndarray, margin: int) -> np.ndarray:
+    """The findings coarse-to-fine always finds: groups of found slices, each at most `margin` from the next, that
+    hold a finding on a `coarse` slice (see `first_pass`); other groups are emptied.
+
+    Applied after every strategy, so that they give the same masks: the fine rounds follow a group from a coarse
+    finding to both ends, and a group the coarse pass steps over (shorter than a stride: a stray finding, as the
+    organ spans at least two) is found only when it lies within the margin of another.
+    """
+    found = np.flatnonzero(mask.any(axis=(1, 2)))
+    out = mask.copy()
+    for group in np.split(found, np.flatnonzero(np.diff(found) > margin) + 1):
+        if group.size and not np.isin(group, coarse).any():
+            out[group] = False
+    return out
+
+
+def _window_rows(zs: np.ndarray, window: tuple[int, int] | None) -> tuple[int, int]:
+    """The rows [lo, hi) of the slices with body `zs` inside the window of canonical slices (inclusive)."""
+    return (0, len(zs)) if window is None else tuple(int(i) for i in np.searchsorted(zs, [window[0], window[1] + 1]))
+
+
+def _coarse_rows(lo: int, hi: int, stride: int) -> np.ndarray:
+    return np.unique(np.r_[np.arange(lo, hi, stride), hi - 1])
 
 
 class _RowPredictor:
@@ -137,14 +170,14 @@ def predict_organ(prepared: Prepared, runtime: Runtime, threshold: float, batch_
     """
     predictor = _RowPredictor(prepared, runtime, threshold, batch_size, cancel, keep_probabilities=max_gap > 1)
     zs = prepared.record.slices_with_body
-    lo, hi = (0, len(zs)) if window is None else np.searchsorted(zs, [window[0], window[1] + 1])
+    lo, hi = _window_rows(zs, window)
     if hi <= lo:
         return predictor.mask
     if stride <= 1:
         predictor.run(np.arange(lo, hi))
         return predictor.mask
     margin = stride if margin is None else max(1, margin)
-    coarse = np.unique(np.r_[np.arange(lo, hi, stride), hi - 1])
+    coarse = _coarse_rows(lo, hi, stride)
     predictor.run(coarse)
     if max_gap <= 1 and predictor.found[coarse].all():  # found everywhere: every slice would run, in small rounds
         predictor.run(np.arange(lo, hi))

@@ -19,7 +19,7 @@ from organseg.body import body_mask, slice_boxes
 from organseg.catalogue import organ, parse_organs
 from organseg.errors import InputError, ModelError
 from organseg.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, STRATEGIES, Cancelled, coarse_stride,
-                                predict_organ, slices_within)
+                                first_pass, predict_organ, slices_within, within_reach)
 from organseg.input_checks import finite_hu, spacing_warnings
 from organseg.io import check_ct, check_memory
 from organseg.masks import axial_extent
@@ -174,6 +174,9 @@ class Segmenter:
             predicted[key] = OrganMask.from_full(mask)
             if window is not None:  # every strategy cleans only what the search may see (full ran every slice)
                 mask = rules.apply(key, mask, extents, slice_mm)[0]
+            if not isinstance(runtime, LabellerRuntime):  # every strategy keeps what coarse-to-fine surely finds
+                stride, margin = reach(key, slice_mm)
+                mask = within_reach(mask, first_pass(prepared[prep_key], stride, window), margin)
             if self.postprocess:
                 mask = pp.clean_organ(key, mask, voxel_ml)
             cleaned[key] = OrganMask.from_full(mask)
@@ -206,5 +209,10 @@ class Segmenter:
         if self.strategy == "full":
             return 1, None, 1, 1
         max_gap = slices_within(INTERPOLATE_MM, slice_mm) if self.strategy == "interpolate" else 1
-        return (coarse_stride(slice_mm, organ(key).min_extent_mm), window,
-                slices_within(FINE_MARGIN_MM, slice_mm), max_gap)
+        stride, margin = reach(key, slice_mm)
+        return stride, window, margin, max_gap
+
+
+def reach(key: str, slice_mm: float) -> tuple[int, int]:
+    """The organ's coarse stride (half its smallest extent) and the fine margin, in slices."""
+    return coarse_stride(slice_mm, organ(key).min_extent_mm), slices_within(FINE_MARGIN_MM, slice_mm)
