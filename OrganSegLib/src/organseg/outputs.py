@@ -86,16 +86,19 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     """Write masks, label map, labels and statistics into `outdir`; returns the folder.
 
     `extra_writers` add more files (e.g. RTSTRUCT) into the same temporary folder before it is moved.
-    A write that fails (disk full, permissions) raises OutputError and leaves the folder as it was.
+    A write that fails (disk full, permissions) raises OutputError and leaves the folder as it was. A new
+    folder is written beside its place and renamed into it, so it appears only complete (a batch case folder
+    is never half there, even if the process is killed).
     """
     outdir = Path(outdir)
     check_output_dir(outdir, overwrite)
     created = not outdir.exists()
     tmp = None
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        remove_stale(outdir)
-        tmp = temp_dir(outdir, "new")
+        where = outdir.parent if created else outdir
+        where.mkdir(parents=True, exist_ok=True)
+        remove_stale(where)
+        tmp = temp_dir(where, "new")
         (tmp / "masks").mkdir()
         for key in result.masks:
             atomic_write_image(result.mask_image(key), output_path(tmp / "masks", key, fmt))
@@ -105,10 +108,14 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
         _write_stats(result, tmp, source)
         for writer in extra_writers or []:
             writer(result, tmp)
-        done = tmp.rename(tmp.with_name(tmp.name.replace("-new-", "-done-", 1)))  # complete: a killed move resumes
-        tmp = done
-        with signals_deferred():
-            _merge(done, outdir)
+        if created:
+            tmp.rename(outdir)
+            tmp = None
+        else:
+            done = tmp.rename(tmp.with_name(tmp.name.replace("-new-", "-done-", 1)))  # complete: a killed move resumes
+            tmp = done
+            with signals_deferred():
+                _merge(done, outdir)
     except OSError as err:
         raise OutputError(f"{outdir}: cannot write the results ({err.strerror}); the folder was left as it "
                           "was") from None
