@@ -5,9 +5,9 @@ contiguous along the body axis, the slices around each slice where the organ was
 slices border every run of found slices (m: the fine margin, FINE_MARGIN_MM). A run of k or more slices is
 therefore always found and kept whole; only a run shorter than k that lies more than m slices from any other
 finding can be missed, and `within_reach` empties every group of findings without one on a coarse slice after
-every strategy, so that coarse-to-fine and full give the same masks (the organ spans at least 2k slices). When every coarse slice finds the organ (it spans the search, as the spinal cord does on a
-head-and-neck CT), the rest run at once in full batches, as full inference would: the fine rounds would run
-nearly every slice anyway, in smaller batches, and could end up slower than every slice. Likewise, as soon as the
+every strategy, so that coarse-to-fine and full give the same masks (the organ spans at least 2k slices). When
+every coarse slice finds the organ (it spans the search, as the spinal cord does on a head-and-neck CT), the
+rest run at once in full batches, as full inference would: the fine rounds would run nearly every slice anyway, in smaller batches, and could end up slower than every slice. Likewise, as soon as the
 slices run plus those a fine round is about to run reach ONE_PASS_FRACTION of the window, the rest of the window
 runs in that round. So the search either runs fewer than ONE_PASS_FRACTION of the window's slices or runs every
 slice once. A slice alone costs about a fifth more than in a batch of four, in pairs or threes a few per cent
@@ -73,8 +73,8 @@ def within_reach(mask: np.ndarray, coarse: np.ndarray, margin: int) -> np.ndarra
     hold a finding on a `coarse` slice (see `first_pass`); other groups are emptied.
 
     Applied after every strategy, so that they give the same masks: the fine rounds follow a group from a coarse
-    finding to both ends, and a group the coarse pass steps over (shorter than a stride: a stray finding, as the
-    organ spans at least two) is found only when it lies within the margin of another.
+    finding to both ends, and a group the coarse pass steps over (it has no run of a stride's length: a stray
+    finding, as the organ spans at least two strides) is found only when it lies within the margin of another.
     """
     found = np.flatnonzero(mask.any(axis=(1, 2)))
     out = mask.copy()
@@ -90,6 +90,7 @@ def _window_rows(zs: np.ndarray, window: tuple[int, int] | None) -> tuple[int, i
 
 
 def _coarse_rows(lo: int, hi: int, stride: int) -> np.ndarray:
+    """Rows of the coarse pass in [lo, hi): every `stride`-th from lo, and the last, so both ends are looked at."""
     return np.unique(np.r_[np.arange(lo, hi, stride), hi - 1])
 
 
