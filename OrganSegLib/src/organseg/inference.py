@@ -1,18 +1,18 @@
 """Slice-batched inference of one organ on a prepared CT, mapped back onto the canonical grid.
 
 Three strategies. Full: every slice that has body. Coarse-to-fine: every k-th slice first, then, organs being
-contiguous along the body axis, the slices around each slice where the organ was found, until m empty
-slices border every run of found slices (m: the fine margin, FINE_MARGIN_MM). A run of k or more slices is
-therefore always found and kept whole; only a run shorter than k that lies more than m slices from any other
-finding can be missed, and `within_reach` empties every group of findings without one on a coarse slice after
-every strategy, so that coarse-to-fine and full give the same masks (the organ spans at least 2k slices). When
-every coarse slice finds the organ (it spans the search, as the spinal cord does on a head-and-neck CT), the
-rest run at once in full batches, as full inference would: the fine rounds would run nearly every slice anyway,
-in smaller batches, and could end up slower than every slice. Likewise, as soon as the slices run plus those a fine round is about to run reach ONE_PASS_FRACTION of the window, the rest of the window
-runs in that round. So the search either runs fewer than ONE_PASS_FRACTION of the window's slices or runs every
-slice once. A slice alone costs about a fifth more than in a batch of four, in pairs or threes a few per cent
-(measured in Testing/benchmarks/BENCHMARK.md), so the search is slower than every slice only if most of its slices
-ran alone; in fine rounds most run in batches of four or more.
+contiguous along the body axis, the slices around each slice where the organ was found, until m empty slices border
+every run of found slices (m: the fine margin, FINE_MARGIN_MM). A run of k or more slices is therefore always found
+and kept whole; only a run shorter than k that lies more than m slices from any other finding can be missed, and
+`within_reach` empties every group of findings without one on a coarse slice after every strategy, so that
+coarse-to-fine and full give the same masks (the organ spans at least 2k slices). When every coarse slice finds the
+organ (it spans the search, as the spinal cord does on a head-and-neck CT), the rest run at once in full batches,
+as full inference would: the fine rounds would run nearly every slice anyway, in smaller batches, and could end up
+slower than every slice. Likewise, as soon as the slices run plus those a fine round is about to run reach
+ONE_PASS_FRACTION of the window, the rest of the window runs in that round. So the search either runs fewer than
+ONE_PASS_FRACTION of the window's slices or runs every slice once. A slice alone costs about a fifth more than in a
+batch of four, in pairs or threes a few per cent (measured in Testing/benchmarks/BENCHMARK.md), so the search is
+slower than every slice only if most of its slices ran alone; in fine rounds most run in batches of four or more.
 
 The coarse step is half of the organ's smallest plausible cranio-caudal extent (`Organ.min_extent_mm`),
 rounded down to whole slices and at least one slice: k = max(1, floor(min_extent_mm / 2 / slice_mm)). An
