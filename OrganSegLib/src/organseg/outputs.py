@@ -122,8 +122,6 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if created and outdir.is_dir() and not any(outdir.iterdir()):
-            outdir.rmdir()
     return outdir
 
 
