@@ -123,6 +123,7 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str,
                parent: ModelPackage | None = None) -> tuple[dict, dict]:
     """`training` and `metrics` of the shipped package: data by name, no machine paths."""
     t = trained.meta["training"]
+    parent_name = None if parent is None else f"{parent.organ.key}-v{parent.version}"
     sources = t["split"]["sources"]
     split = sources["openkbp"]
     extra = sources.get("totalsegmentator_example", {}).get("train_cases", [])
@@ -145,13 +146,13 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str,
         "excluded": "patients without this organ's contour (an absent contour is not an absent organ); "
                     "OpenKBP validation patients (held out)",
         "recipe": f"python scripts/train_openkbp.py --organ {organ_key}" + (
-            "" if parent is None else f" --parent {parent.organ.key}-v{parent.version} --lr {t['config']['lr']:g}"),
+            "" if parent is None else f" --parent {parent_name} --lr {t['config']['lr']:g}"),
         "device": device,
         "steps": t["steps"], "best_step": t["best_step"], "minutes": round(t["seconds"] / 60, 1),
         "config": t["config"], "augmentation": t["augmentation"], "loss_curve": t["loss_curve"],
         "val_history": t["val_history"],
         "continued_from": None if parent is None else {
-            "package": f"{parent.organ.key}-v{parent.version}", "weights_sha256": parent.meta["files"]["weights.npz"]["sha256"],
+            "package": parent_name, "weights_sha256": parent.meta["files"]["weights.npz"]["sha256"],
             "steps": parent.meta["training"]["steps"], "minutes": parent.meta["training"]["minutes"],
             "heldout_dice_median": parent.meta["metrics"]["heldout"]["dice"]["median"]},
         "limits": "trained on head-and-neck CTs at ~4 mm in-plane (plus one abdominal series): neck and upper "
