@@ -14,7 +14,8 @@ from organseg.evaluation.cases import MaskGetter
 from organseg.evaluation.compare import POST, RAW
 from organseg.io import read_ct
 from organseg.model_package import ModelStore
-from organseg.training.dataset import CaseSpec, organ_mask, read_dataset
+from organseg.training.cases import CaseSpec
+from organseg.training.dataset import organ_mask, read_dataset
 from organseg.training.plan import labels_organ
 
 

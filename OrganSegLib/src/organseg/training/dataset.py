@@ -17,62 +17,24 @@ The CSV has a header with the columns `image`, `mask`, `source` and optionally `
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import SimpleITK as sitk
 
+from organseg.body import body_boxes
 from organseg.catalogue import Organ, organ as find_organ
+from organseg.model_package import sha256
 from organseg.errors import InputError
 from organseg.io import read_ct
 from organseg.labelmaps import organ_label_ids, read_image, read_label_names, select_labels
-from organseg.preprocess import LEVELS
-from organseg.training.slices import organ_slices
+from organseg.training.canonical import CanonicalCase
+from organseg.training.cases import CaseSlices, CaseSpec, log_to_stderr
+from organseg.training.pack import spec_json, write_case, write_index
+from organseg.training.slices import canonical_arrays
 
 REQUIRED = ("image", "mask", "source")
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """One row of the dataset CSV, paths resolved."""
-
-    name: str
-    image: Path
-    mask: Path
-    source: str
-    label_ids: tuple[int, ...] | None  #: explicit label ids in `mask`
-    labels_json: Path | None  #: TotalSegmentator-style labels of `mask`
-    split: str | None = None  #: the data set's own split (train, validation or test), if it has one
-    labelled: frozenset[str] | None = None  #: organs contoured in the case; None: all the mask expresses
-
-    def contoured(self, organ: Organ) -> bool:
-        """Whether the case's mask holds the organ's contour (so its absence is a true negative)."""
-        return self.labelled is None or organ.key in self.labelled
-
-
-@dataclass
-class CaseSlices:
-    """One case's slice pairs of one organ, stored compactly: inputs as quantisation codes, targets as bool."""
-
-    spec: CaseSpec
-    codes: np.ndarray  #: (n, H, W) uint8, input = code / (LEVELS - 1)
-    targets: np.ndarray  #: (n, H, W) bool
-    z: np.ndarray  #: canonical slice indices (inferior -> superior)
-
-    def centres(self) -> np.ndarray:
-        """(n, 2) row, column per slice: the organ's centroid there, or on the nearest slice that holds it.
-
-        Beyond the organ's ends this is where it would continue (the brainstem above the spinal cord, the
-        pharynx above the esophagus): the look-alikes a network must learn to leave out.
-        """
-        held = np.flatnonzero(self.targets.any(axis=(1, 2)))
-        if held.size == 0:
-            return np.tile(np.array(self.targets.shape[1:]) // 2, (len(self.z), 1))
-        centroids = np.array([np.argwhere(self.targets[i]).mean(axis=0) for i in held]).round().astype(np.int64)
-        nearest = np.abs(self.z[:, None] - self.z[held][None, :]).argmin(axis=1)
-        return centroids[nearest]
 
 
 def read_dataset(path: str | Path) -> list[CaseSpec]:
@@ -146,14 +108,29 @@ def organ_mask(spec: CaseSpec, organ: Organ) -> sitk.Image:
     return select_labels(image, ids)
 
 
+def canonical_case(spec: CaseSpec, organs: list[Organ]) -> CanonicalCase:
+    """A case read and reoriented once, with the masks of those of `organs` contoured in it."""
+    contoured = [o for o in organs if spec.contoured(o)]
+    volume, masks = canonical_arrays(read_ct(spec.image), [organ_mask(spec, o) for o in contoured], str(spec.mask))
+    return CanonicalCase(spec, volume, body_boxes(volume), {o.key: m for o, m in zip(contoured, masks)})
+
+
 def load_case(spec: CaseSpec, organ: Organ, margin: int = 30, margin_below: int | None = None) -> CaseSlices:
     """A case's slice pairs of the organ's axial range +/- `margin`, pre-processed as at inference."""
-    pairs = organ_slices(read_ct(spec.image), organ_mask(spec, organ), margin, source=str(spec.mask),
-                         margin_below=margin_below)
-    codes = np.round(pairs.inputs * (LEVELS - 1)).astype(np.uint8)
-    return CaseSlices(spec, codes, pairs.targets > 0.5, pairs.z)
+    return canonical_case(spec, [organ]).slices(organ, margin, margin_below)
 
 
-def decode(codes: np.ndarray) -> np.ndarray:
-    """Quantisation codes back to network inputs in [0, 1]."""
-    return codes.astype(np.float32) / (LEVELS - 1)
+def pack_dataset(data_csv: Path, organs: list[Organ], folder: Path, margin: int = 30,
+                 margin_below: int | None = None, log: Callable[[str], None] = log_to_stderr) -> None:
+    """Pack the CSV's training cases (not `test`) contoured for any of the organs into `folder`
+    (`training.pack`), trimmed to the slices those organs train on. Cases packed earlier are kept (rerun to
+    finish an interrupted pack); the index is written last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = [s for s in read_dataset(data_csv) if s.split != "test" and any(s.contoured(o) for o in organs)]
+    for spec in specs:
+        if not (folder / f"{spec.name}.npz").is_file():
+            path = write_case(folder, canonical_case(spec, organs).trimmed(margin, margin_below))
+            log(f"packed {spec.name}: {path.stat().st_size / 1e6:.2f} MB")
+    write_index(folder, {"data": {"name": data_csv.name, "sha256": sha256(data_csv)},
+                         "organs": [o.key for o in organs], "margin": margin, "margin_below": margin_below,
+                         "cases": {s.name: spec_json(s) for s in specs}})

@@ -10,7 +10,7 @@ from organseg.catalogue import Organ
 from organseg.errors import InputError
 from organseg.labelmaps import organ_label_ids, read_label_names
 from organseg.model_package import ModelStore
-from organseg.training.dataset import CaseSpec
+from organseg.training.cases import CaseSpec
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from organseg.errors import InputError
-from organseg.training.dataset import CaseSlices
+from organseg.training.cases import CaseSlices
 
 VAL_FRACTION = 0.2
 
