@@ -10,7 +10,10 @@ from organseg.catalogue import organ
 from organseg.labelmaps import organ_label_ids, read_label_names, select_labels
 from organseg.network import ResUNet2D
 from organseg.training.accelerated import MixedPrecisionStep, batch_stream
-from organseg.training.loop import dice_bce_loss
+from organseg.training.augment import Augmentation
+from organseg.training.cases import decode
+from organseg.training.config import FitConfig
+from organseg.training.loop import SliceSet, Trainer, dice_bce_loss
 from organseg.training.slices import organ_slices
 
 
@@ -45,3 +48,24 @@ def test_batch_stream_with_workers_is_seeded_per_worker(dicom_ct, ts_labels, dat
     assert first[0].shape == (2, 1, *inputs.shape[1:])
     assert all(torch.equal(a, b) for a, b in zip(first, again))  # same seed and step: the same batches
     assert not torch.equal(first[0], first[1]) or not torch.equal(first[1], first[2])  # workers differ
+
+
+def test_trainer_with_a_batch_worker_trains_and_augments_in_the_main_process(dicom_ct, ts_labels, data_dir,
+                                                                                 tmp_path):
+    """The GPU's batch path on the CPU: crops cut by a DataLoader process, augmented by the trainer (its
+    generator, checkpointed), steps counted and the checkpoint written; the loss falls on real slices."""
+    inputs, targets = _liver_slices(dicom_ct, ts_labels, data_dir)
+    codes = np.round(inputs * 239).astype(np.uint8)
+    data = SliceSet(codes, targets > 0.5, decode)
+    torch.manual_seed(0)
+    calls = []
+
+    def augment(x, y, rng):
+        calls.append(x.shape[0])
+        return Augmentation()(x, y, rng)
+    trainer = Trainer(ResUNet2D((4, 8)), FitConfig(max_steps=6, batch_size=2, val_every=3, patch=(64, 64)), augment,
+                      tmp_path / "checkpoint.pt", {"test": 1}, workers=1)
+    state = trainer.fit(data, data, progress=False)
+    assert state.step == 6 and calls == [2] * 6  # every batch augmented here, none in the worker
+    assert all(np.isfinite(state.losses)) and (tmp_path / "checkpoint.pt").is_file()
+    assert np.mean(state.losses[-2:]) < np.mean(state.losses[:2])

@@ -22,7 +22,7 @@ class Augmentation:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment a batch: x (B, 1, H, W) inputs in [0, 1], y (B, 1, H, W) targets in {0, 1}."""
+        """Augment a batch: x (B, 1, H, W) inputs in [0, 1], y (B, 1, H, W) targets in {0, 1}, on their device."""
         n, _, h, w = x.shape
         angle = np.deg2rad(rng.uniform(-self.max_rotation_deg, self.max_rotation_deg, n))
         zoom = rng.uniform(*self.scale, n)
@@ -34,9 +34,9 @@ class Augmentation:
         for i in range(n):
             c, s = np.cos(angle[i]), np.sin(angle[i])
             theta[i, :, :2] = np.linalg.inv(to_pixels) @ (np.array([[c, -s], [s, c]]) / zoom[i]) @ to_pixels
-        grid = F.affine_grid(torch.from_numpy(theta), [n, 1, h, w], align_corners=False)
+        grid = F.affine_grid(torch.from_numpy(theta).to(x.device), [n, 1, h, w], align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         y = (F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False) >= 0.5).float()
-        x = x * torch.from_numpy(gain.astype(np.float32))[:, None, None, None] \
-            + torch.from_numpy(shift.astype(np.float32))[:, None, None, None]
+        x = x * torch.from_numpy(gain.astype(np.float32)).to(x.device)[:, None, None, None] \
+            + torch.from_numpy(shift.astype(np.float32)).to(x.device)[:, None, None, None]
         return x.clamp(0.0, 1.0), y

@@ -131,7 +131,8 @@ class Trainer:
     def __init__(self, net: ResUNet2D, config: FitConfig, augment: Augment | None,
                  checkpoint: Path | None = None, identity: dict | None = None, device: str = "cpu",
                  workers: int = 0) -> None:
-        """`device` 'cuda': mixed precision and `workers` DataLoader processes (`training.accelerated`)."""
+        """`device` 'cuda': mixed precision; `workers` > 0 or a GPU: batches made by that many DataLoader
+        processes (0: in this one) and augmented on the device (`training.accelerated`)."""
         self.net, self.config, self.augment = net.to(device), config, augment
         self.device, self.workers = device, workers
         self.optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -180,12 +181,13 @@ class Trainer:
         self.net.train()
         if not state.val_history:
             self._validate(val, log)  # the starting point: untrained, or the parent model when fine-tuning
-        sample, step = self._sampler(train), partial(_step, self.net, self.optimiser)
-        if self.device != "cpu":
-            from organseg.training.accelerated import MixedPrecisionStep, batch_stream
-            stream = batch_stream(sample, [cfg.seed, state.step], self.workers, pin=self.device == "cuda")
-            sample, step = (lambda rng: next(stream)), MixedPrecisionStep(self.net, self.optimiser, self.device,
-                                                                           dice_bce_loss)
+        sample, step = self._sampler(train, self.augment), partial(_step, self.net, self.optimiser)
+        if self.device != "cpu" or self.workers:
+            from organseg.training.accelerated import MixedPrecisionStep, augmented_on_device, batch_stream
+            stream = batch_stream(self._sampler(train, None), [cfg.seed, state.step], self.workers,
+                                  pin=self.device == "cuda")
+            sample = augmented_on_device(stream, self.augment, self.device)
+            step = MixedPrecisionStep(self.net, self.optimiser, self.device, dice_bce_loss)
         try:
             while state.step < cfg.max_steps and not state.stopped_early and not self._out_of_time():
                 t0 = time.perf_counter()
@@ -213,15 +215,16 @@ class Trainer:
         self.net.eval()
         return state
 
-    def _sampler(self, train: SliceSet) -> Callable[[np.random.Generator], tuple[torch.Tensor, torch.Tensor]]:
-        """A batch of training slices (or crops), augmented, drawn with the given generator."""
+    def _sampler(self, train: SliceSet, augment: Augment | None
+                 ) -> Callable[[np.random.Generator], tuple[torch.Tensor, torch.Tensor]]:
+        """A batch of training slices (or crops), augmented if given, drawn with the given generator."""
         cfg = self.config
 
         def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
             idx = rng.choice(len(train), cfg.batch_size, replace=len(train) < cfg.batch_size)
             x, y = train.batch(idx) if cfg.patch is None else \
                 train.patches(idx, cfg.patch, rng, cfg.foreground_fraction)
-            return self.augment(x, y, rng) if self.augment is not None else (x, y)
+            return augment(x, y, rng) if augment is not None else (x, y)
         return sample
 
     def _progress(self) -> float:
