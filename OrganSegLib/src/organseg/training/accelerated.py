@@ -1,6 +1,7 @@
 """Training on a GPU: mixed precision (autocast with gradient scaling), batches cropped by DataLoader worker
-processes while the GPU computes, and augmented on the GPU. The CPU path does not use this module: there the
-main process samples, augments and steps as before, reproducible bit for bit on resume.
+processes while the GPU computes, and augmented on the GPU (on a CPU given --workers: the same, in float32).
+A CPU without workers does not use this module: there the main process samples, augments and steps as
+before, reproducible bit for bit on resume.
 
 On a GPU a step of the 0.5 M-parameter network takes milliseconds, so making the batch on the CPU is the
 bottleneck: the workers overlap the crops with the GPU, and the augmentation, 90% of a batch's CPU time
