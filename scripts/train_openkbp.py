@@ -3,6 +3,10 @@
     python scripts/train_openkbp.py --organ spinal_cord --work .work/spinal_cord --minutes 100 [--resume]
     python scripts/train_openkbp.py --organ esophagus --work .work/esophagus --minutes 100 [--resume]
     ... --parent PACKAGE   continue a shipped model (how v2 was made from v1: scripts/TRAINING_OPENKBP.md)
+    ... --device cuda --workers 7 --batch-size 64 --selection 16   train on a GPU (with SimpleITK installed)
+    ... --pack PACK   write the data set as a pack and stop: `train_from_pack.py PACK` trains it on a machine with
+                      PyTorch alone (a GPU without SimpleITK); then rerun this with --resume and the trained
+                      package in WORK/models for steps 3-5
 
 Steps (each resumable; kill it at any moment and rerun with --resume):
 1. `WORK/dataset.csv` from ../shared/data: OpenKBP `train` patients contoured for the organ train the network,
@@ -11,11 +15,13 @@ Steps (each resumable; kill it at any moment and rerun with --resume):
    abdominal spinal cord. A patient without the organ's contour is left out, never used as a negative.
 2. `organseg train` on crops of the network input, with organ-centred crops and crops from anywhere else.
    OpenKBP contours stop short of the organs' lower ends, so no slices below a contour are negatives.
-3. Every held-out patient segmented as a user would (`Segmenter`, with post-processing) and compared with
-   its manual contour on the CT grid: Dice, NSD at 3 mm, HD95, over the whole CT and within the contour's
-   axial range (where the clinician drew it).
-4. The model package, with its model card, written to --install (default: the bundled models), and the
-   per-patient table to WORK/heldout.json.
+3. The probability threshold (0.3-0.7) with the best median Dice on the selection patients, segmented as a
+   user would: clinical contours of a thin organ are often thinner than the network's 0.5 boundary.
+4. Every held-out patient segmented as a user would (`Segmenter`, with post-processing, at that threshold)
+   and compared with its manual contour on the CT grid: Dice, NSD at 3 mm, HD95, over the whole CT and within
+   the contour's axial range (where the clinician drew it).
+5. The model package, with its threshold and model card, written to --install (default: the bundled models)
+   as the next version there, and the per-patient table to WORK/heldout.json.
 """
 from __future__ import annotations
 
@@ -23,71 +29,42 @@ import argparse
 import csv
 import json
 import math
-import os
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from openkbp_recipe import (CONFIG, LABEL_IDS, MARGIN, OPENKBP, SELECTION_PATIENTS, STRUCTURES, THRESHOLDS,
+                            add_training_options, fit_config, openkbp_cases, write_dataset)
 from organseg.catalogue import organ as find_organ
 from organseg.evaluation.metrics import organ_metrics
 from organseg.io import read_ct
-from organseg.model_package import ModelPackage, bundled_models_dir, write_package
+from organseg.model_package import ModelPackage, ModelStore, bundled_models_dir, write_package
 from organseg.segmenter import Segmenter
-from organseg.training.config import FitConfig
+from organseg.training.dataset import pack_dataset
 from organseg.training.run import train_organ
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ORGANSEG_DATA", REPO.parent / "shared" / "data"))  #: the shared/data folder
-OPENKBP = DATA / "openkbp_hn"
-TOTALSEG = DATA / "totalseg_example"
-#: OpenKBP structure names -> catalogue organs (the others are not in the catalogue)
-STRUCTURES = {"SpinalCord": "spinal_cord", "Esophagus": "esophagus"}
-LABEL_IDS = {"spinal_cord": 1, "esophagus": 2}
-SELECTION_PATIENTS = 3  #: OpenKBP train patients that select the weights (few: validation runs whole slices)
-CONFIG = dict(max_steps=6000, batch_size=8, lr=1e-3, val_every=300, patience=10, patch=(96, 128),
-              foreground_fraction=0.6, margin_below=0, poly_lr=True)
 
 
-def openkbp_cases() -> list[dict[str, str]]:
-    with open(OPENKBP / "cases.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+def heldout_folders(organ_key: str) -> list[Path]:
+    """The OpenKBP validation patients contoured for the organ: the held-out test set."""
+    return [OPENKBP / "validation" / c["case"] for c in openkbp_cases() if c["split"] == "validation"
+            and organ_key in {STRUCTURES.get(s) for s in c["labelled"].split(";")}]
 
 
-def write_dataset(organ_key: str, path: Path, seed: int = 0) -> None:
-    """The dataset CSV of the recipe (see the module docstring)."""
-    rows = []
-    contoured = [c for c in openkbp_cases() if c["split"] == "train"
-                 and organ_key in {STRUCTURES.get(s) for s in c["labelled"].split(";")}]
-    rng = np.random.default_rng(seed)
-    selection = {c["case"] for c in rng.choice(contoured, SELECTION_PATIENTS, replace=False)}
-    for c in openkbp_cases():
-        labelled = "+".join(sorted({STRUCTURES[s] for s in c["labelled"].split(";") if s in STRUCTURES}))
-        folder = OPENKBP / c["split"] / c["case"]
-        split = "test" if c["split"] == "validation" else ("validation" if c["case"] in selection else "train")
-        rows.append({"image": folder / "ct.nii.gz", "mask": folder / "labels.nii.gz",
-                     "label": LABEL_IDS[organ_key], "labels": "", "source": "openkbp", "case": c["case"],
-                     "split": split, "labelled": labelled})
-    rows.append({"image": TOTALSEG / "example_ct_dicom", "mask": TOTALSEG / "example_seg_dicom.nii.gz",
-                 "label": "", "labels": TOTALSEG / "labels_totalsegmentator_v2.json",
-                 "source": "totalsegmentator_example", "case": "totalseg_dicom_example", "split": "train",
-                 "labelled": ""})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+def selection_folders(data: Path) -> list[Path]:
+    """The OpenKBP patients of the dataset CSV that select the weights (its `validation` split)."""
+    with open(data, newline="") as fh:
+        return [Path(r["image"]).parent for r in csv.DictReader(fh) if r["split"] == "validation"]
 
 
-def heldout(package: ModelPackage, organ_key: str) -> list[dict]:
-    """Per held-out patient metrics of the package, segmented as a user would, on the CT grid."""
+def patient_metrics(package: ModelPackage, organ_key: str, folders: list[Path], verbose: bool = True) -> list[dict]:
+    """Per patient metrics of the package, segmented as a user would, on the CT grid."""
     segmenter = Segmenter([package.path.parent], device="cpu")
     rows = []
-    for c in openkbp_cases():
-        if c["split"] != "validation" or organ_key not in {STRUCTURES.get(s) for s in c["labelled"].split(";")}:
-            continue
-        folder = OPENKBP / "validation" / c["case"]
+    for folder in folders:
         ct = read_ct(folder / "ct.nii.gz")
         t0 = time.perf_counter()
         result = segmenter.segment(ct, [organ_key], source=str(folder))
@@ -99,12 +76,33 @@ def heldout(package: ModelPackage, organ_key: str) -> list[dict]:
         zs = np.flatnonzero(ref.reshape(len(ref), -1).any(axis=1))
         drawn = slice(zs[0], zs[-1] + 1)
         within = organ_metrics(pred[drawn], ref[drawn], spacing)
-        rows.append({"case": c["case"], "dice": whole.dice, "nsd_3mm": whole.nsd, "hd95_mm": whole.hd95_mm,
+        rows.append({"case": folder.name, "dice": whole.dice, "nsd_3mm": whole.nsd, "hd95_mm": whole.hd95_mm,
                      "dice_contoured_range": within.dice, "volume_pred_ml": whole.volume_pred_ml,
                      "volume_ref_ml": whole.volume_ref_ml, "seconds": seconds})
-        print(f"{c['case']}: Dice {whole.dice:.3f} (contoured range {within.dice:.3f}), NSD {whole.nsd:.3f}, "
-              f"HD95 {whole.hd95_mm:.1f} mm", flush=True)
+        if verbose:
+            print(f"{folder.name}: Dice {whole.dice:.3f} (contoured range {within.dice:.3f}), NSD {whole.nsd:.3f}, "
+                  f"HD95 {whole.hd95_mm:.1f} mm", flush=True)
     return rows
+
+
+def with_threshold(package: ModelPackage, threshold: float, folder: Path) -> ModelPackage:
+    """The package's network with another probability threshold, written to `folder`."""
+    return write_package(folder, package.organ.key, package.state_dict_arrays(), package.channels,
+                         package.meta["training"], package.meta["metrics"], package.version, threshold)
+
+
+def choose_threshold(package: ModelPackage, organ_key: str, folders: list[Path]) -> tuple[float, dict[str, float]]:
+    """The probability threshold with the best median Dice on the selection patients (ties: nearest 0.5), and
+    each threshold's median. Clinical contours of a thin organ at 4 mm are often thinner than the network's 0.5
+    boundary; the threshold is chosen on patients that neither train the network nor test it."""
+    medians = {}
+    for threshold in THRESHOLDS:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = patient_metrics(with_threshold(package, threshold, Path(tmp)), organ_key, folders, verbose=False)
+        medians[threshold] = round(float(np.median([r["dice"] for r in rows])), 4)
+        print(f"threshold {threshold}: selection Dice median {medians[threshold]:.4f} ({len(rows)} patients)")
+    best = max(THRESHOLDS, key=lambda t: (medians[t], -abs(t - 0.5)))
+    return best, {f"{t:g}": m for t, m in medians.items()}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -119,8 +117,16 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str,
-               parent: ModelPackage | None = None) -> tuple[dict, dict]:
+def device_note(training: dict) -> str:
+    """Where the package was trained, as its card says it."""
+    if training.get("device", "cpu") == "cpu":
+        return f"CPU, {training['torch_threads']} thread(s)"
+    return (f"GPU, {training['device']}, float16 mixed precision, {training['loader_workers']} batch-making "
+            "processes")
+
+
+def model_card(organ_key: str, trained: ModelPackage, table: dict, parent: ModelPackage | None = None
+               ) -> tuple[dict, dict]:
     """`training` and `metrics` of the shipped package: data by name, no machine paths."""
     t = trained.meta["training"]
     parent_name = None if parent is None else f"{parent.organ.key}-v{parent.version}"
@@ -145,9 +151,8 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str,
                               "never used in training or selection"},
         "excluded": "patients without this organ's contour (an absent contour is not an absent organ); "
                     "OpenKBP validation patients (held out)",
-        "recipe": f"python scripts/train_openkbp.py --organ {organ_key}" + (
-            "" if parent is None else f" --parent {parent_name} --lr {t['config']['lr']:g}"),
-        "device": device,
+        "recipe": recipe(organ_key, t, parent_name),
+        "device": device_note(t),
         "steps": t["steps"], "best_step": t["best_step"], "minutes": round(t["seconds"] / 60, 1),
         "config": t["config"], "augmentation": t["augmentation"], "loss_curve": t["loss_curve"],
         "val_history": t["val_history"],
@@ -166,42 +171,70 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, device: str,
     return training, metrics
 
 
+def recipe(organ_key: str, training: dict, parent_name: str | None) -> str:
+    """The command that retrains the package (settings that differ from the recipe's defaults named)."""
+    config = training["config"]
+    command = f"python scripts/train_openkbp.py --organ {organ_key}"
+    if parent_name is not None:
+        command += f" --parent {parent_name}"
+    for option, key in (("--lr", "lr"), ("--batch-size", "batch_size"), ("--val-every", "val_every"),
+                        ("--steps", "max_steps"), ("--patience", "patience")):
+        if config[key] != CONFIG[key] or (option == "--lr" and parent_name is not None):
+            command += f" {option} {config[key]:g}" if option == "--lr" else f" {option} {config[key]}"
+    if config["max_seconds"] != 100 * 60:
+        command += f" --minutes {config['max_seconds'] / 60:g}"
+    selection = len(training["split"]["sources"]["openkbp"]["val_cases"])
+    if selection != SELECTION_PATIENTS:
+        command += f" --selection {selection}"
+    if training.get("device", "cpu") != "cpu":
+        command += f" --device cuda --workers {training['loader_workers']}"
+    return command
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--organ", required=True, choices=sorted(LABEL_IDS))
     parser.add_argument("--work", type=Path, required=True, help="folder for the CSV, checkpoints and logs")
-    parser.add_argument("--minutes", type=float, default=100.0, help="training time budget")
-    parser.add_argument("--steps", type=int, default=CONFIG["max_steps"])
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=CONFIG["lr"], help="peak learning rate (lower to fine-tune a "
-                        "--parent without first unlearning it)")
-    parser.add_argument("--parent", type=Path, help="continue from this model package's weights (a fresh "
-                        "learning-rate schedule over --minutes), e.g. the bundled spinal_cord-v1")
-    parser.add_argument("--install", type=Path, default=bundled_models_dir(), help="models folder to ship into")
+    parser.add_argument("--selection", type=int, default=SELECTION_PATIENTS,
+                        help="OpenKBP train patients that select the weights")
+    parser.add_argument("--pack", type=Path, help="write the data set as a pack here and stop")
+    parser.add_argument("--install", type=Path, default=bundled_models_dir(), help="models folder to ship into "
+                        "(as the next version there)")
+    parser.add_argument("--note", help="how the run went, for the model card (e.g. a resumed schedule)")
+    add_training_options(parser)
     args = parser.parse_args()
     import torch
     torch.set_num_threads(args.threads)
-    organ_key = find_organ(args.organ).key
+    organ = find_organ(args.organ)
     parent = ModelPackage.load(args.parent) if args.parent else None
     data = args.work / "dataset.csv"
     if not args.resume or not data.exists():
-        write_dataset(organ_key, data)
+        write_dataset(organ.key, data, selection=args.selection)
+    if args.pack:
+        pack_dataset(data, [organ], args.pack, MARGIN, CONFIG["margin_below"])
+        return
     models = args.work / "models"
-    trained = sorted(models.glob(f"{organ_key}-v*"))
+    trained = sorted(models.glob(f"{organ.key}-v*"))
     if trained:
         package = ModelPackage.load(trained[-1])
     else:
-        config = FitConfig(**{**CONFIG, "max_steps": args.steps, "max_seconds": args.minutes * 60, "lr": args.lr})
-        package = train_organ(organ_key, data, models, config, args.work / "train", args.resume, parent,
-                              margin=30, progress=False)
-    rows = heldout(package, organ_key)
+        package = train_organ(organ.key, data, models, fit_config(args), args.work / "train", args.resume, parent,
+                              margin=MARGIN, progress=False, device=args.device, workers=args.workers)
+    threshold, by_threshold = choose_threshold(package, organ.key, selection_folders(data))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = patient_metrics(with_threshold(package, threshold, Path(tmp)), organ.key, heldout_folders(organ.key))
     table = summary(rows)
     (args.work / "heldout.json").write_text(json.dumps({"rows": rows, "summary": table}, indent=2) + "\n")
-    training, metrics = model_card(organ_key, package, table, f"CPU, {args.threads} thread(s)", parent)
-    shipped = write_package(args.install, organ_key, package.state_dict_arrays(), package.channels, training,
-                            metrics, package.version)
-    print(f"\n{organ_key}: held-out patients {table['patients']}, Dice median {table['dice']['median']:.3f} "
+    training, metrics = model_card(organ.key, package, table, parent)
+    training["threshold"] = {"chosen": threshold, "selection_dice_median": by_threshold,
+                             "rule": "best median Dice of the selection patients, segmented as a user would"}
+    if args.note:
+        training["note"] = args.note
+    installed = ModelStore([args.install]).available().get(organ.key, {}) if args.install.is_dir() else {}
+    shipped = write_package(args.install, organ.key, package.state_dict_arrays(), package.channels, training,
+                            metrics, max([package.version - 1, *installed]) + 1, threshold)
+    print(f"\n{organ.key}: held-out patients {table['patients']}, Dice median {table['dice']['median']:.3f} "
           f"[{table['dice']['min']:.3f}, {table['dice']['max']:.3f}], NSD 3 mm {table['nsd_3mm']['median']:.3f}, "
           f"HD95 {table['hd95_mm']['median']:.1f} mm, Dice within the contoured range "
           f"{table['dice_contoured_range']['median']:.3f}; shipped {shipped.path.name}")
