@@ -1,5 +1,6 @@
 """Packs on the real OpenKBP CTs: a case packed and read back gives the slice pairs of the original files, with
-what training does not use left out; a pack made for other organs or margins, or left half-written, is refused."""
+what training does not use left out; a pack made for other organs or margins, or left half-written, is refused,
+and a rerun only finishes a pack."""
 from __future__ import annotations
 
 import json
@@ -50,7 +51,13 @@ def test_a_packed_case_gives_the_slice_pairs_of_the_original_files(packed, capsy
 
 
 def test_a_pack_for_other_organs_or_margins_or_half_written_is_refused(packed, tmp_path: Path):
-    _, pack = packed
+    data, pack = packed
+    packed_at = (pack / "pt_2.npz").stat().st_mtime_ns
+    pack_dataset(data, [CORD, ESOPHAGUS], pack, margin=30, margin_below=0)  # a rerun finishes a pack
+    assert (pack / "pt_2.npz").stat().st_mtime_ns == packed_at
+    with pytest.raises(InputError, match="pt_2.npz: packed from another dataset row, for other organs or with "
+                                         "other margins; pack into a new folder"):
+        pack_dataset(data, [CORD], pack, margin=30, margin_below=0)
     with pytest.raises(InputError, match="packed for spinal_cord, esophagus, not liver"):
         load_pack(pack, organ("liver"), 30, 0)
     with pytest.raises(InputError, match="packed with margin 30, below 0"):

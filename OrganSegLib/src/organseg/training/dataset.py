@@ -24,13 +24,13 @@ import SimpleITK as sitk
 
 from organseg.body import body_boxes
 from organseg.catalogue import Organ, organ as find_organ
-from organseg.model_package import sha256
 from organseg.errors import InputError
 from organseg.io import read_ct
 from organseg.labelmaps import organ_label_ids, read_image, read_label_names, select_labels
+from organseg.model_package import sha256
 from organseg.training.canonical import CanonicalCase
 from organseg.training.cases import CaseSlices, CaseSpec, log_to_stderr
-from organseg.training.pack import spec_json, write_case, write_index
+from organseg.training.pack import check_reusable, spec_json, write_case, write_index
 from organseg.training.slices import canonical_arrays
 
 REQUIRED = ("image", "mask", "source")
@@ -123,14 +123,18 @@ def load_case(spec: CaseSpec, organ: Organ, margin: int = 30, margin_below: int 
 def pack_dataset(data_csv: Path, organs: list[Organ], folder: Path, margin: int = 30,
                  margin_below: int | None = None, log: Callable[[str], None] = log_to_stderr) -> None:
     """Pack the CSV's training cases (not `test`) contoured for any of the organs into `folder`
-    (`training.pack`), trimmed to the slices those organs train on. Cases packed earlier are kept (rerun to
-    finish an interrupted pack); the index is written last."""
+    (`training.pack`), trimmed to the slices those organs train on. A rerun keeps the cases packed earlier
+    with the same row, organs and margins (it finishes an interrupted pack) and refuses others; the index is
+    written last."""
     folder.mkdir(parents=True, exist_ok=True)
     specs = [s for s in read_dataset(data_csv) if s.split != "test" and any(s.contoured(o) for o in organs)]
     for spec in specs:
-        if not (folder / f"{spec.name}.npz").is_file():
-            path = write_case(folder, canonical_case(spec, organs).trimmed(margin, margin_below))
-            log(f"packed {spec.name}: {path.stat().st_size / 1e6:.2f} MB")
+        path = folder / f"{spec.name}.npz"
+        if path.is_file():
+            check_reusable(path, spec, [o.key for o in organs if spec.contoured(o)], margin, margin_below)
+            continue
+        write_case(folder, canonical_case(spec, organs).trimmed(margin, margin_below), margin, margin_below)
+        log(f"packed {spec.name}: {path.stat().st_size / 1e6:.2f} MB")
     write_index(folder, {"data": {"name": data_csv.name, "sha256": sha256(data_csv)},
                          "organs": [o.key for o in organs], "margin": margin, "margin_below": margin_below,
                          "cases": {s.name: spec_json(s) for s in specs}})

@@ -48,8 +48,8 @@ def spec_case(meta: dict) -> CaseSpec:
                     None if meta["labelled"] is None else frozenset(meta["labelled"]))
 
 
-def write_case(folder: Path, case: CanonicalCase) -> Path:
-    """Write one (trimmed) case to `folder/<case>.npz`, atomically."""
+def write_case(folder: Path, case: CanonicalCase, margin: int, margin_below: int | None) -> Path:
+    """Write one case, trimmed with these margins (`CanonicalCase.trimmed`), to `folder/<case>.npz`, atomically."""
     stored = np.flatnonzero(case.boxes[:, 0] >= 0)
     voxels = np.concatenate([case.volume[z, r0:r1, c0:c1].ravel() for z, (r0, r1, c0, c1) in
                              zip(stored, case.boxes[stored])]) if stored.size else np.zeros(0, case.volume.dtype)
@@ -57,7 +57,8 @@ def write_case(folder: Path, case: CanonicalCase) -> Path:
     if np.array_equal(as_int16, voxels):
         voxels = as_int16
     meta = {"spec": spec_json(case.spec), "shape": list(case.volume.shape), "volume_dtype": str(case.volume.dtype),
-            "stored_dtype": str(voxels.dtype), "organs": sorted(case.masks)}
+            "stored_dtype": str(voxels.dtype), "organs": sorted(case.masks), "margin": margin,
+            "margin_below": margin_below}
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8), "boxes": case.boxes.astype(np.int32),
               "voxels": np.frombuffer(_shuffled(voxels), np.uint8)}
     for key, mask in case.masks.items():
@@ -66,6 +67,20 @@ def write_case(folder: Path, case: CanonicalCase) -> Path:
     with atomic_file(path, ".npz") as tmp:
         np.savez(tmp, **arrays)
     return path
+
+
+def check_reusable(path: Path, spec: CaseSpec, organs: list[str], margin: int, margin_below: int | None) -> None:
+    """Refuse a case file packed from another row, for other organs or with other margins (a rerun may only
+    finish a pack, never mix two)."""
+    try:
+        with np.load(path) as saved:
+            meta = json.loads(saved["meta"].tobytes())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: not a readable OrganSeg pack case ({err}); pack into a new folder") from None
+    packed = (meta["spec"], meta["organs"], meta.get("margin"), meta.get("margin_below"))
+    if packed != (json.loads(json.dumps(spec_json(spec))), sorted(organs), margin, margin_below):  # as stored
+        raise InputError(f"{path}: packed from another dataset row, for other organs or with other margins; "
+                         "pack into a new folder")
 
 
 def read_case(path: Path) -> CanonicalCase:
