@@ -1,5 +1,6 @@
 """The training library's case types, free of image I/O (SimpleITK) so that training runs where only
-PyTorch is installed: a case's description (`CaseSpec`) and its slice pairs of one organ (`CaseSlices`)."""
+PyTorch is installed: a case's description (`CaseSpec`), its slice pairs of one organ (`CaseSlices`), and the
+rule of which cases train an organ (`collect_cases`), the same for a dataset CSV and a pack."""
 from __future__ import annotations
 
 import sys
