@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+CHECKPOINT = "checkpoint.pt"  #: a run's checkpoint in its work folder (training writes it, planning looks for it)
+
 
 @dataclass(frozen=True)
 class FitConfig:

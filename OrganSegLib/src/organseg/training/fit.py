@@ -16,12 +16,9 @@ from organseg.model_package import ModelPackage, ModelStore, write_package
 from organseg.network import DEFAULT_CHANNELS, ResUNet2D
 from organseg.training.augment import Augmentation
 from organseg.training.cases import CaseSlices, decode, log_to_stderr
-from organseg.training.config import FitConfig
+from organseg.training.config import CHECKPOINT, FitConfig
 from organseg.training.loop import SliceSet, Trainer, state_dict_arrays
 from organseg.training.split import Split, split_cases
-
-CHECKPOINT = "checkpoint.pt"
-
 
 def _slice_set(cases: list[CaseSlices], rows: dict[str, np.ndarray]) -> SliceSet:
     chosen = [(c, rows[c.spec.name]) for c in cases if c.spec.name in rows]

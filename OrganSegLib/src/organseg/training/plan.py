@@ -11,8 +11,7 @@ from organseg.errors import InputError
 from organseg.labelmaps import organ_label_ids, read_label_names
 from organseg.model_package import ModelStore
 from organseg.training.cases import CaseSpec
-
-CHECKPOINT = "checkpoint.pt"
+from organseg.training.config import CHECKPOINT
 
 
 @dataclass(frozen=True)
