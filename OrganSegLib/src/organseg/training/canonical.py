@@ -45,7 +45,8 @@ def slice_pairs(volume: np.ndarray, target: np.ndarray, boxes: np.ndarray | None
     zs = prepared.record.slices_with_body
     kept = kept_slices(prepared.record.boxes, target, margin, margin_below)
     rows = np.searchsorted(zs, kept)
-    targets = np.stack([prepared.record.forward(target.astype(np.float32), z) >= 0.5 for z in kept]) \
+    target = target.astype(np.float32)  # once, not per slice
+    targets = np.stack([prepared.record.forward(target, z) >= 0.5 for z in kept]) \
         if kept.size else np.zeros((0, *prepared.inputs.shape[1:]), dtype=bool)
     return SlicePairs(prepared.inputs[rows], targets.astype(np.float32), kept)
 
