@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import lzma
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -69,15 +70,21 @@ def write_case(folder: Path, case: CanonicalCase, margin: int, margin_below: int
     return path
 
 
+@contextmanager
+def _case_file(path: Path, remedy: str) -> Iterator[tuple[Any, dict]]:
+    """An open case file and its meta; a file that cannot be read is a one-line InputError ending in `remedy`."""
+    try:
+        with np.load(path) as saved:
+            yield saved, json.loads(saved["meta"].tobytes())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as err:
+        raise InputError(f"{path}: not a readable OrganSeg pack case ({err}); {remedy}") from None
+
+
 def check_reusable(path: Path, spec: CaseSpec, organs: list[str], margin: int, margin_below: int | None) -> None:
     """Refuse a case file packed from another row, for other organs or with other margins (a rerun may only
     finish a pack, never mix two)."""
-    try:
-        with np.load(path) as saved:
-            meta = json.loads(saved["meta"].tobytes())
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise InputError(f"{path}: not a readable OrganSeg pack case ({err}); pack into a new folder") from None
-    packed = (meta["spec"], meta["organs"], meta.get("margin"), meta.get("margin_below"))
+    with _case_file(path, "pack into a new folder") as (_, meta):
+        packed = (meta["spec"], meta["organs"], meta.get("margin"), meta.get("margin_below"))
     if packed != (json.loads(json.dumps(spec_json(spec))), sorted(organs), margin, margin_below):  # as stored
         raise InputError(f"{path}: packed from another dataset row, for other organs or with other margins; "
                          "pack into a new folder")
@@ -85,16 +92,12 @@ def check_reusable(path: Path, spec: CaseSpec, organs: list[str], margin: int, m
 
 def read_case(path: Path) -> CanonicalCase:
     """A case as it was packed (voxels outside the stored boxes are zero: nothing reads them)."""
-    try:
-        with np.load(path) as saved:
-            meta = json.loads(saved["meta"].tobytes())
-            boxes = saved["boxes"].astype(np.int64)
-            voxels = _unshuffled(saved["voxels"].tobytes(), np.dtype(meta["stored_dtype"]))
-            masks = {key: np.unpackbits(np.frombuffer(lzma.decompress(saved[f"mask_{key}"].tobytes()), np.uint8),
-                                        count=int(np.prod(meta["shape"]))).reshape(meta["shape"]).astype(bool)
-                     for key in meta["organs"]}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as err:
-        raise InputError(f"{path}: not a readable OrganSeg pack case ({err}); pack the data set again") from None
+    with _case_file(path, "pack the data set again") as (saved, meta):
+        boxes = saved["boxes"].astype(np.int64)
+        voxels = _unshuffled(saved["voxels"].tobytes(), np.dtype(meta["stored_dtype"]))
+        masks = {key: np.unpackbits(np.frombuffer(lzma.decompress(saved[f"mask_{key}"].tobytes()), np.uint8),
+                                    count=int(np.prod(meta["shape"]))).reshape(meta["shape"]).astype(bool)
+                 for key in meta["organs"]}
     volume = np.zeros(meta["shape"], np.dtype(meta["volume_dtype"]))
     start = 0
     for z in np.flatnonzero(boxes[:, 0] >= 0):
