@@ -31,13 +31,17 @@ def openkbp_cases() -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def contoured(case: dict[str, str], organ_key: str) -> bool:
+    """Whether the OpenKBP patient (a cases.csv row) has the organ's contour."""
+    return organ_key in {STRUCTURES.get(s) for s in case["labelled"].split(";")}
+
+
 def write_dataset(organ_key: str, path: Path, seed: int = 0, selection: int = SELECTION_PATIENTS) -> None:
     """The dataset CSV of the recipe (`train_openkbp.py`'s docstring), `selection` patients selecting."""
     rows = []
-    contoured = [c for c in openkbp_cases() if c["split"] == "train"
-                 and organ_key in {STRUCTURES.get(s) for s in c["labelled"].split(";")}]
+    candidates = [c for c in openkbp_cases() if c["split"] == "train" and contoured(c, organ_key)]
     rng = np.random.default_rng(seed)
-    chosen = {c["case"] for c in rng.choice(contoured, selection, replace=False)}
+    chosen = {c["case"] for c in rng.choice(candidates, selection, replace=False)}
     for c in openkbp_cases():
         labelled = "+".join(sorted({STRUCTURES[s] for s in c["labelled"].split(";") if s in STRUCTURES}))
         folder = OPENKBP / c["split"] / c["case"]

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from openkbp_recipe import (CONFIG, LABEL_IDS, MARGIN, OPENKBP, SELECTION_PATIENTS, STRUCTURES, THRESHOLDS,
-                            add_training_options, fit_config, openkbp_cases, write_dataset)
+from openkbp_recipe import (CONFIG, LABEL_IDS, MARGIN, OPENKBP, SELECTION_PATIENTS, THRESHOLDS, add_training_options,
+                            contoured, fit_config, openkbp_cases, write_dataset)
 from organseg.catalogue import organ as find_organ
 from organseg.evaluation.metrics import organ_metrics
 from organseg.io import read_ct
@@ -50,8 +50,8 @@ from organseg.training.run import train_organ
 
 def heldout_folders(organ_key: str) -> list[Path]:
     """The OpenKBP validation patients contoured for the organ: the held-out test set."""
-    return [OPENKBP / "validation" / c["case"] for c in openkbp_cases() if c["split"] == "validation"
-            and organ_key in {STRUCTURES.get(s) for s in c["labelled"].split(";")}]
+    return [OPENKBP / "validation" / c["case"] for c in openkbp_cases()
+            if c["split"] == "validation" and contoured(c, organ_key)]
 
 
 def selection_folders(data: Path) -> list[Path]:
