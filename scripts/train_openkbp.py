@@ -47,7 +47,6 @@ from organseg.training.dataset import pack_dataset
 from organseg.training.run import train_organ
 
 
-
 def heldout_folders(organ_key: str) -> list[Path]:
     """The OpenKBP validation patients contoured for the organ: the held-out test set."""
     return [OPENKBP / "validation" / c["case"] for c in openkbp_cases()
