@@ -15,9 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ORGANSEG_DATA", REPO.parent / "shared" / "data"))  #: the shared/data folder
 OPENKBP = DATA / "openkbp_hn"
 TOTALSEG = DATA / "totalseg_example"
-#: OpenKBP structure names -> catalogue organs (the others are not in the catalogue)
-STRUCTURES = {"SpinalCord": "spinal_cord", "Esophagus": "esophagus"}
-LABEL_IDS = {"spinal_cord": 1, "esophagus": 2}
+#: OpenKBP structure names -> catalogue organs, and the organs' values in OpenKBP's labels.nii.gz (labels.json)
+STRUCTURES = {"SpinalCord": "spinal_cord", "Esophagus": "esophagus", "Larynx": "larynx", "Brainstem": "brainstem",
+              "Mandible": "mandible", "LeftParotid": "parotid_left", "RightParotid": "parotid_right"}
+LABEL_IDS = {"spinal_cord": 1, "esophagus": 2, "larynx": 3, "brainstem": 4, "mandible": 5, "parotid_left": 6,
+             "parotid_right": 7}
 MARGIN = 30  #: slices above the organ (and below, up to CONFIG's margin_below) that train it
 SELECTION_PATIENTS = 3  #: OpenKBP train patients that select the weights on a CPU (validation runs whole slices)
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)  #: probability thresholds tried on the selection patients

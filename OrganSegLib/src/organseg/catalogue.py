@@ -18,7 +18,7 @@ class Organ:
     """One organ of the catalogue."""
 
     key: str  #: short name used on the command line and in file names
-    label: int  #: value in the multi-label map (1..23)
+    label: int  #: value in the multi-label map (1..28)
     display_name: str
     colour: tuple[int, int, int]  #: RGB 0-255
     snomed_code: str  #: SNOMED CT code of the structure (coding scheme "SCT")
@@ -96,16 +96,25 @@ VOLUMES_ML: dict[str, tuple[float, float]] = {
     "thymus": (8, 63),  # [I] 20/25
     "eyes": (6, 38),  # [I] 2 x 7.5 / 2 x 7.5
     "brain": (520, 3600),  # [I] 1300/1450
+    # Head-and-neck organs at risk: from the manual contours of OpenKBP's 170 training patients (median, 5th-95th
+    # percentile), widened as above; clinics contour the larynx very differently (0.5-76 mL there).
+    "brainstem": (8, 60),  # 25 mL (10-35)
+    "parotid_left": (5, 90),  # 25 mL (13-45)
+    "parotid_right": (5, 90),  # 26 mL (14-44)
+    "mandible": (25, 150),  # 63 mL (39-86) of bone
+    "larynx": (3, 100),  # 21 mL (3-53)
 }
 MEDIAN_HU: dict[str, tuple[float, float]] = {
     "heart": HU_BLOOD, "aorta": HU_BLOOD, "inferior_vena_cava": HU_BLOOD, "kidneys": HU_KIDNEY,
     "pancreas": HU_FATTY, "adrenal_glands": HU_FATTY, "thymus": HU_FATTY, "esophagus": HU_FATTY,
     "lungs": HU_LUNG, "bones": HU_BONE, "femur_heads": HU_BONE, "urinary_bladder": HU_BLADDER,
     "stomach": HU_HOLLOW, "colon": HU_HOLLOW, "rectum": HU_HOLLOW, "small_intestine": HU_HOLLOW,
-    "gi_tract": HU_HOLLOW,
+    "gi_tract": HU_HOLLOW, "parotid_left": HU_FATTY, "parotid_right": HU_FATTY, "mandible": HU_BONE,
+    "larynx": HU_HOLLOW,  # contours take in the airway: medians -352 to 61 HU on OpenKBP's training patients
 }
 #: Lateral organs: the side of the body midline that holds their centre of mass in normal anatomy.
-SIDES = {"liver": "right", "gallbladder": "right", "spleen": "left", "stomach": "left"}
+SIDES = {"liver": "right", "gallbladder": "right", "spleen": "left", "stomach": "left", "parotid_left": "left",
+         "parotid_right": "right"}
 
 ORGANS: tuple[Organ, ...] = (
     Organ("liver", 1, "Liver", (221, 130, 101), "10200004", "Liver", "abdomen", True, ("liver",), 80),
@@ -143,6 +152,15 @@ ORGANS: tuple[Organ, ...] = (
           ("duodenum", "small_bowel", "colon"), 80),
     Organ("eyes", 22, "Eyes", (194, 255, 194), "81745001", "Eye", "head", False, (), 15),
     Organ("brain", 23, "Brain", (250, 250, 225), "12738006", "Brain", "head", False, ("brain",), 80),
+    # Head-and-neck organs at risk (radiotherapy), after the paper's 23; trained on OpenKBP's manual contours.
+    # Smallest extents: below the 5th percentile of those contours (brainstem 33, parotids 35, mandible 44 mm).
+    Organ("brainstem", 24, "Brainstem", (119, 159, 176), "15926001", "Brainstem", "head", False, (), 25),
+    Organ("parotid_left", 25, "Left parotid gland", (255, 182, 193), "45289007", "Parotid gland", "head", False,
+          (), 30),
+    Organ("parotid_right", 26, "Right parotid gland", (219, 112, 147), "45289007", "Parotid gland", "head", False,
+          (), 30),
+    Organ("mandible", 27, "Mandible", (255, 250, 205), "91609006", "Mandible", "head", False, (), 35),
+    Organ("larynx", 28, "Larynx", (150, 200, 240), "4596009", "Larynx", "head", False, (), 20),
 )
 
 _BY_KEY = {o.key: o for o in ORGANS}

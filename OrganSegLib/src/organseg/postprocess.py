@@ -82,6 +82,13 @@ RULES: dict[str, Rule] = {
     "gi_tract": Rule(below=(_top("lungs"),), components=0, min_component_ml=2.0, fill_holes=False),
     "eyes": Rule(above=(_top("lungs"),), components=2, fill_holes=False),
     "brain": Rule(above=(_top("lungs"),)),
+    # Head and neck: one organ, above the lung apex where the CT holds the lungs (off by default: a head-and-neck
+    # CT often ends at the apex, where the lungs labeller's top is not reliable).
+    "brainstem": Rule(above=(_top("lungs"),), anchors_by_default=False),
+    "parotid_left": Rule(above=(_top("lungs"),), anchors_by_default=False),
+    "parotid_right": Rule(above=(_top("lungs"),), anchors_by_default=False),
+    "mandible": Rule(above=(_top("lungs"),), anchors_by_default=False),
+    "larynx": Rule(above=(_top("lungs"),), anchors_by_default=False),
 }
 assert set(RULES) == {o.key for o in ORGANS}, "every catalogue organ needs a post-processing rule"
 
