@@ -232,7 +232,7 @@ def main() -> None:
         training["note"] = args.note
     installed = ModelStore([args.install]).available().get(organ.key, {}) if args.install.is_dir() else {}
     shipped = write_package(args.install, organ.key, package.state_dict_arrays(), package.channels, training,
-                            metrics, max([package.version - 1, *installed]) + 1, threshold)
+                            metrics, max([package.version - 1, 0, *installed]) + 1, threshold)
     print(f"\n{organ.key}: held-out patients {table['patients']}, Dice median {table['dice']['median']:.3f} "
           f"[{table['dice']['min']:.3f}, {table['dice']['max']:.3f}], NSD 3 mm {table['nsd_3mm']['median']:.3f}, "
           f"HD95 {table['hd95_mm']['median']:.1f} mm, Dice within the contoured range "

@@ -122,7 +122,8 @@ def fit_organ(organ_key: str, cases: list[CaseSlices], data: tuple[str, str], ou
                               "val_dice": parent.dice}
         metrics["parent_val_dice_on_this_data"] = round(state.val_history[0][1], 4)
         installed = ModelStore([out_dir]).available().get(organ.key, {})
-        version = max([parent.version, *installed]) + 1
+        inherited = [parent.version] if parent.organ.key == organ.key else []  # another organ's: a new line
+        version = max([0, *inherited, *installed]) + 1
     package = write_package(out_dir, organ.key, state_dict_arrays(net), net.channels, training, metrics, version)
     log(f"wrote {package.path} (validation Dice {state.best_dice:.4f} at step {state.best_step}, "
         f"{state.step} steps, {state.seconds:.0f} s)")
