@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from organseg.catalogue import organ as find_organ
 from organseg.training.config import FitConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,10 +52,11 @@ def write_dataset(organ_key: str, path: Path, seed: int = 0, selection: int = SE
         rows.append({"image": folder / "ct.nii.gz", "mask": folder / "labels.nii.gz",
                      "label": LABEL_IDS[organ_key], "labels": "", "source": "openkbp", "case": c["case"],
                      "split": split, "labelled": labelled})
-    rows.append({"image": TOTALSEG / "example_ct_dicom", "mask": TOTALSEG / "example_seg_dicom.nii.gz",
-                 "label": "", "labels": TOTALSEG / "labels_totalsegmentator_v2.json",
-                 "source": "totalsegmentator_example", "case": "totalseg_dicom_example", "split": "train",
-                 "labelled": ""})
+    if find_organ(organ_key).totalsegmentator_names:  # the abdominal example series holds the organ's labels
+        rows.append({"image": TOTALSEG / "example_ct_dicom", "mask": TOTALSEG / "example_seg_dicom.nii.gz",
+                     "label": "", "labels": TOTALSEG / "labels_totalsegmentator_v2.json",
+                     "source": "totalsegmentator_example", "case": "totalseg_dicom_example", "split": "train",
+                     "labelled": ""})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
