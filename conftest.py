@@ -62,7 +62,7 @@ def openkbp_dir() -> Path:
 @pytest.fixture(scope="session")
 def dicom_ct(data_dir: Path):
     """The real 20-slice DICOM CT series as a SimpleITK image."""
-    from organseg.io import read_ct
+    from organseg.ct.read import read_ct
     return read_ct(data_dir / "example_ct_dicom")
 
 
@@ -78,8 +78,8 @@ def ts_labels(data_dir: Path, dicom_ct):
 def tiny_models(tmp_path_factory: pytest.TempPathFactory, dicom_ct, ts_labels) -> Path:
     """A models folder with liver and spleen packages trained for a few steps on the real DICOM series."""
     import SimpleITK as sitk
-    from organseg.model_package import write_package
-    from organseg.network import ResUNet2D
+    from organseg.method.model_package import write_package
+    from organseg.method.network import ResUNet2D
     from organseg.training.loop import state_dict_arrays
     from organseg.training.slices import organ_slices
 

@@ -194,7 +194,7 @@ def _segment_cases(root, ct, dicom_slices):
 
     def default_organs_some_without_model(d):
         from organseg.catalogue import ORGANS
-        from organseg.model_package import ModelStore, bundled_models_dir
+        from organseg.method.model_package import ModelStore, bundled_models_dir
         bundled = set(ModelStore([bundled_models_dir()]).available())
 
         def check():
@@ -376,7 +376,7 @@ def _export_cases(root, data_dir, labels):
     def enhanced_multiframe(d):
         from pydicom.data import get_testdata_file
 
-        from organseg.dicom_series import read_series
+        from organseg.ct.dicom_series import read_series
         (d / "ct").mkdir()
         shutil.copy(get_testdata_file("eCT_Supplemental.dcm"), d / "ct" / "ect.dcm")
         (d / "seg").mkdir()

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from organseg.io import read_ct
-from organseg.lungs import LEFT, RIGHT, label_lungs
-from organseg.orientation import Reorientation
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
+from organseg.method.lungs import LEFT, RIGHT, label_lungs
 
 REPO = Path(__file__).resolve().parents[1]
 

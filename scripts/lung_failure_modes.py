@@ -20,10 +20,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
 from organseg.evaluation.metrics import dice
-from organseg.io import read_ct
-from organseg.lungs import RIGHT, label_lungs
-from organseg.orientation import Reorientation
+from organseg.method.lungs import RIGHT, label_lungs
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)

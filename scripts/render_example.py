@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from organseg.catalogue import ORGANS  # noqa: E402
-from organseg.orientation import Reorientation  # noqa: E402
+from organseg.ct.orientation import Reorientation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

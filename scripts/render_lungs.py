@@ -20,10 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from organseg.catalogue import organ  # noqa: E402
-from organseg.io import read_ct  # noqa: E402
-from organseg.lungs import LEFT, RIGHT, LungParameters, label_lungs  # noqa: E402
-from organseg.model_package import ModelStore, bundled_models_dir  # noqa: E402
-from organseg.orientation import Reorientation  # noqa: E402
+from organseg.ct.orientation import Reorientation  # noqa: E402
+from organseg.ct.read import read_ct  # noqa: E402
+from organseg.method.lungs import LEFT, RIGHT, LungParameters, label_lungs  # noqa: E402
+from organseg.method.model_package import ModelStore, bundled_models_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = (("TotalSegmentator example_ct", "totalseg_example/example_ct.nii.gz", ("coronal", "axial")),

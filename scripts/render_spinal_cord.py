@@ -19,10 +19,10 @@ import SimpleITK as sitk
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from organseg.io import read_ct  # noqa: E402
+from organseg.ct.orientation import Reorientation  # noqa: E402
+from organseg.ct.read import read_ct  # noqa: E402
 from organseg.masks import dice  # noqa: E402
-from organseg.model_package import ModelStore, bundled_models_dir  # noqa: E402
-from organseg.orientation import Reorientation  # noqa: E402
+from organseg.method.model_package import ModelStore, bundled_models_dir  # noqa: E402
 from organseg.segmenter import Segmenter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
+from organseg.ct.grid import array_to_image
 from organseg.errors import InputError
-from organseg.io import array_to_image
 
 from organseg_slicer.segments import organ_segments, segment_mask, segment_organ
 from organseg_slicer.volumes import image_from_volume
@@ -51,7 +51,7 @@ def export(segmentation_node: slicer.vtkMRMLSegmentationNode, volume_node: slice
 
     Returns the exporter's notes for the user.
     """
-    from organseg.dicom_series import find_series
+    from organseg.ct.dicom_series import find_series
 
     if kind not in KINDS:
         raise InputError(f"unknown export kind '{kind}'; use {' or '.join(KINDS)}")

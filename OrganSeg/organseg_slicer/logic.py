@@ -15,12 +15,12 @@ import slicer
 
 from organseg.catalogue import parse_organs
 from organseg.errors import InputError, ModelError
-from organseg.model_package import ModelStore
-from organseg.plausibility import check_masks, flagged, warning_lines
-from organseg.result import Progress
-from organseg.runtime import resolve_device
+from organseg.method.model_package import ModelStore
+from organseg.method.runtime import resolve_device
+from organseg.results.plausibility import check_masks, flagged, warning_lines
+from organseg.results.result import Progress
+from organseg.results.stats import organ_stats
 from organseg.segmenter import Segmenter
-from organseg.stats import organ_stats
 
 from organseg_slicer.job import SegmentationJob
 from organseg_slicer.parameters import OrganSegParameterNode

@@ -34,17 +34,17 @@ class OrganSegTest(ScriptedLoadableModuleTest):
                                 "set ORGANSEG_TEST_CT to a CT file")
 
     def _organs(self):
-        from organseg.model_package import ModelStore
+        from organseg.method.model_package import ModelStore
         organs = [key for key in ("liver", "spleen", "kidneys") if key in ModelStore().available()]
         self.assertTrue(organs, "no liver, spleen or kidneys model installed")
         return organs
 
     def test_segment_edit_recompute(self):
         import numpy as np
+        from organseg.catalogue import organ
+        from organseg.results.result import OrganMask
         from organseg_slicer.segments import organ_segments, segment_mask, set_organ_segment
         from organseg_slicer.table import table_rows
-        from organseg.catalogue import organ
-        from organseg.result import OrganMask
 
         volume = self._example_ct()
         from organseg_slicer.logic import Options, OrganSegLogic

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from organseg.batch import case_names, find_cts, read_list
 from organseg.cli import main
+from organseg.cohort.batch import case_names, find_cts, read_list
 from organseg.errors import InputError
 from organseg.segmenter import Segmenter
 

@@ -12,10 +12,10 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.inference import ONE_PASS_FRACTION, coarse_stride, first_pass, predict_organ, within_reach
+from organseg.ct.orientation import Reorientation
 from organseg.masks import dice
-from organseg.orientation import Reorientation
-from organseg.preprocess import CropRecord, Prepared, prepare
+from organseg.method.inference import ONE_PASS_FRACTION, coarse_stride, first_pass, predict_organ, within_reach
+from organseg.method.preprocess import CropRecord, Prepared, prepare
 from organseg.segmenter import Segmenter
 
 #: TotalSegmentator labels of the DICOM series, from one to all of its 20 slices.
@@ -186,7 +186,7 @@ def test_first_pass_is_every_strideth_slice_with_body_in_the_window_and_its_last
 def test_bundled_esophagus_default_search_gives_the_masks_of_every_slice(data_dir):
     """On the real example CT (abdomen, 3 mm, coarse step 50 mm) every slice finds a 2-4-slice stray piece
     that the coarse pass steps over: both strategies must now give the same mask."""
-    from organseg.io import read_ct
+    from organseg.ct.read import read_ct
 
     image = read_ct(data_dir / "example_ct.nii.gz")
     default = Segmenter(None, "cpu").segment(image, ["esophagus"]).masks["esophagus"].full()
@@ -224,8 +224,8 @@ def test_bundled_stomach_on_the_example_ct_runs_every_slice_in_one_pass_after_th
     """The bundled stomach network finds something on 111 of the real example CT's 112 slices (3 mm, coarse step
     8 slices), every coarse slice among them: the default search must run the 15 coarse slices, then the other 97
     at once in full batches of 16, as full inference would, and no fine rounds in small batches."""
-    from organseg.io import read_ct
-    from organseg.runtime import OrtRuntime
+    from organseg.ct.read import read_ct
+    from organseg.method.runtime import OrtRuntime
 
     batches = []
     predict = OrtRuntime.predict
@@ -271,8 +271,8 @@ def test_interpolation_keeps_every_run_and_fills_only_short_gaps():
 def test_interpolation_is_within_dice_099_of_full_inference_on_real_ct(data_dir, ct):
     """The bundled liver and spleen networks on the two real CTs (3 mm and 2 mm slices): the interpolate
     strategy's final masks against full inference, and fewer network runs."""
-    from organseg.io import read_ct
-    from organseg.runtime import OrtRuntime
+    from organseg.ct.read import read_ct
+    from organseg.method.runtime import OrtRuntime
 
     calls = {"n": 0}
     predict = OrtRuntime.predict

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
 from organseg.errors import ModelError
-from organseg.io import read_ct
-from organseg.lungs import label_lungs
-from organseg.model_package import LABELLER, PARAMETERS_FILE, ModelPackage, ModelStore, bundled_models_dir
-from organseg.orientation import Reorientation
-from organseg.runtime import LABELLERS, make_runtime
+from organseg.method.lungs import label_lungs
+from organseg.method.model_package import LABELLER, PARAMETERS_FILE, ModelPackage, ModelStore, bundled_models_dir
+from organseg.method.runtime import LABELLERS, make_runtime
 from organseg.segmenter import Segmenter
 
 

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from organseg.cli import main
 from organseg.commands.options import FLAGGED_EXIT
-from organseg.io import read_ct
+from organseg.ct.read import read_ct
 from organseg.segmenter import Segmenter
 
 

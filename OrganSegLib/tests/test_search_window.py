@@ -9,10 +9,10 @@ import pytest
 import SimpleITK as sitk
 
 from organseg import segmenter as segmenter_module
-from organseg.io import read_ct
-from organseg.model_package import ModelStore, write_package
-from organseg.orientation import Reorientation
-from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH, prepare
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
+from organseg.method.model_package import ModelStore, write_package
+from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH, prepare
 from organseg.segmenter import Segmenter
 
 
@@ -68,7 +68,7 @@ def test_a_larger_finding_outside_the_window_neither_wins_nor_is_searched(exampl
 def test_bundled_liver_is_searched_only_below_the_lung_apex_of_a_head_and_neck_ct(openkbp_dir, monkeypatch):
     """The bundled liver network and lungs labeller on a real head-and-neck CT: the liver's search stays within
     20 mm above the lung apex, and its mask equals full inference's."""
-    from organseg.runtime import OrtRuntime
+    from organseg.method.runtime import OrtRuntime
 
     image = read_ct(openkbp_dir / "validation" / "pt_201" / "ct.nii.gz")
     ran = []

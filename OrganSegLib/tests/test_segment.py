@@ -136,7 +136,7 @@ def test_organs_and_models_listings(tiny_models, capsys):
 
 def test_a_ct_too_large_for_the_memory_is_refused_before_work(tmp_path, data_dir, tiny_models, capsys,
                                                              monkeypatch):
-    monkeypatch.setattr("organseg.io.available_memory", lambda: 50 * 2**20)
+    monkeypatch.setattr("organseg.method.memory.available_memory", lambda: 50 * 2**20)
     assert main(["segment", str(data_dir / "example_ct_dicom"), "-o", str(tmp_path / "out"),
                  "--organs", "liver", "--models", str(tiny_models)]) == 2
     err = capsys.readouterr().err

@@ -7,8 +7,8 @@ import SimpleITK as sitk
 import torch
 
 from organseg.catalogue import organ
-from organseg.labelmaps import organ_label_ids, read_label_names, select_labels
-from organseg.network import ResUNet2D
+from organseg.ct.labelmaps import organ_label_ids, read_label_names, select_labels
+from organseg.method.network import ResUNet2D
 from organseg.training.accelerated import MixedPrecisionStep, batch_stream
 from organseg.training.augment import Augmentation
 from organseg.training.cases import decode

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from organseg.cli import main
 from organseg.errors import InputError
-from organseg.model_package import ModelPackage
+from organseg.method.model_package import ModelPackage
 from organseg.training.cases import CaseSlices, decode
 from organseg.training.dataset import read_dataset
 from organseg.training.loop import SliceSet

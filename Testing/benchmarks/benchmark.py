@@ -87,9 +87,9 @@ def openkbp_cases(count: int) -> list[Path]:
 
 def worker(args: argparse.Namespace) -> int:
     """One run in its own process: segment the CT, save the masks, print timings and the slices run as JSON."""
-    from organseg import inference, runtime
-    from organseg.io import read_ct
-    from organseg.orientation import Reorientation
+    from organseg.ct.orientation import Reorientation
+    from organseg.ct.read import read_ct
+    from organseg.method import inference, runtime
     from organseg.segmenter import Segmenter
 
     organ = {"key": ""}
@@ -186,7 +186,7 @@ def organ_rows(full: dict, fast: dict, organs: list[str], dice) -> list[str]:
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
     from organseg.masks import dice
-    from organseg.model_package import ModelStore, bundled_models_dir
+    from organseg.method.model_package import ModelStore, bundled_models_dir
 
     store = ModelStore([Path(args.models)] if args.models else [bundled_models_dir()])
     organs = sorted(store.available()) if args.organs == "shipped" else args.organs.split(",")

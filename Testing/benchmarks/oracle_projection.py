@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from organseg import postprocess as pp
 from organseg.catalogue import organ
-from organseg.inference import FINE_MARGIN_MM, coarse_stride, predict_organ, slices_within
+from organseg.ct.orientation import Reorientation
 from organseg.masks import dice
-from organseg.model_package import ModelStore, bundled_models_dir
-from organseg.orientation import Reorientation
-from organseg.preprocess import prepare
-from organseg.runtime import make_runtime
+from organseg.method import postprocess as pp
+from organseg.method.inference import FINE_MARGIN_MM, coarse_stride, predict_organ, slices_within
+from organseg.method.model_package import ModelStore, bundled_models_dir
+from organseg.method.preprocess import prepare
+from organseg.method.runtime import make_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import DATA, resampled, single_torso  # noqa: E402

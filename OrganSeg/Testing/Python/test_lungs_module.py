@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from organseg.io import read_ct  # noqa: E402
-from organseg.model_package import ModelStore, bundled_models_dir  # noqa: E402
+from organseg.ct.read import read_ct  # noqa: E402
+from organseg.method.model_package import ModelStore, bundled_models_dir  # noqa: E402
 from organseg.segmenter import Segmenter  # noqa: E402
 from organseg_slicer.logic import OrganSegLogic, Options  # noqa: E402
 from organseg_slicer.segments import organ_segments, segment_mask  # noqa: E402

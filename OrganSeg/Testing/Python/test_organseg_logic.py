@@ -19,8 +19,8 @@ import slicer  # noqa: E402
 
 from organseg.catalogue import organ  # noqa: E402
 from organseg.errors import OutputError  # noqa: E402
-from organseg.model_package import ModelStore  # noqa: E402
-from organseg.result import OrganMask  # noqa: E402
+from organseg.method.model_package import ModelStore  # noqa: E402
+from organseg.results.result import OrganMask  # noqa: E402
 from organseg.segmenter import Segmenter  # noqa: E402
 from organseg_slicer.logic import OrganSegLogic, Options  # noqa: E402
 from organseg_slicer.segments import (ORGAN_TAG, organ_segments, segment_mask, segment_tag,  # noqa: E402
@@ -49,7 +49,8 @@ def sh_parent(scene, node):
 
 
 def test_volume_geometry_matches_slicer_reader_and_round_trips(scene, add_volume, data_dir, dicom_ct):
-    from organseg.io import ijk_to_ras, read_ct
+    from organseg.ct.grid import ijk_to_ras
+    from organseg.ct.read import read_ct
     path = data_dir / "example_ct.nii.gz"
     by_slicer = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "read by Slicer")
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
@@ -220,7 +221,7 @@ def test_cancel_after_first_organ_leaves_consistent_state(scene, ct_volume, tiny
 def test_anchor_organs_are_added_and_reported(scene, ct_volume, tiny_models, tmp_path):
     """Gallbladder's rule needs the liver: choosing it alone adds the liver and says so."""
     import shutil
-    from organseg.model_package import ModelStore as Store, write_package
+    from organseg.method.model_package import ModelStore as Store, write_package
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
     liver = Store([models]).get("liver")

@@ -62,7 +62,7 @@ _BONES = _VERTEBRAE + _RIBS + (
     "sacrum", "humerus_left", "humerus_right", "scapula_left", "scapula_right", "clavicula_left",
     "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "skull", "sternum")
 
-#: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.plausibility);
+#: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.results.plausibility);
 #: set from tissue values and checked on the real CTs (Testing/benchmarks/PLAUSIBILITY.md).
 HU_SOFT = (-40.0, 200.0)  #: parenchyma: fat is about -100, cancellous bone 200 and more
 HU_FATTY = (-150.0, 200.0)  #: small, thin or fat-infiltrated organs (adrenals, pancreas, thymus, esophagus)

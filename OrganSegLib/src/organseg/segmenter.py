@@ -3,7 +3,7 @@
 One call reads as the paper's steps: the CT is checked and oriented once; per organ the slices are
 prepared (`preprocess`), the network predicts (`inference`), the mask is cleaned and, once the anchor organs
 it needs are done, boxed (`postprocess`), then mapped back onto the input's voxel grid with its statistics.
-What comes back (`Result`, `OrganMask`, `Progress`) lives in `organseg.result`.
+What comes back (`Result`, `OrganMask`, `Progress`) lives in `organseg.results.result`.
 """
 from __future__ import annotations
 
@@ -14,22 +14,23 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from organseg import postprocess as pp
-from organseg.body import body_mask, slice_boxes
 from organseg.catalogue import organ, parse_organs
 from organseg.errors import InputError, ModelError
-from organseg.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, STRATEGIES, Cancelled, coarse_stride,
+from organseg.method import postprocess as pp
+from organseg.method.body import body_mask, slice_boxes
+from organseg.method.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, STRATEGIES, Cancelled, coarse_stride,
                                 first_pass, predict_organ, slices_within, within_reach)
-from organseg.input_checks import finite_hu, spacing_warnings
-from organseg.io import check_ct, check_memory
+from organseg.ct.checks import finite_hu, spacing_warnings
+from organseg.ct.checks import check_ct
+from organseg.ct.orientation import Reorientation
 from organseg.masks import axial_extent
-from organseg.model_package import ModelPackage, ModelStore
-from organseg.orientation import Reorientation
-from organseg.plausibility import check_masks
-from organseg.preprocess import Prepared, prepare
-from organseg.result import OrganMask, Progress, Result
-from organseg.runtime import LabellerRuntime, Runtime, make_runtime, resolve_device
-from organseg.stats import organ_stats
+from organseg.method.memory import check_memory
+from organseg.method.model_package import ModelPackage, ModelStore
+from organseg.method.preprocess import Prepared, prepare
+from organseg.method.runtime import LabellerRuntime, Runtime, make_runtime, resolve_device
+from organseg.results.plausibility import check_masks
+from organseg.results.result import OrganMask, Progress, Result
+from organseg.results.stats import organ_stats
 
 __all__ = ["Segmenter", "Cancelled"]
 
@@ -105,7 +106,7 @@ class Segmenter:
         Each organ runs after the chosen anchors its box needs (anchor organs first); each organ is finished
         (anchor box, mapped back, statistics) as soon as the anchors its rule needs are done, and reported through
         `progress` with its final mask. At the end each statistics row gets its plausibility flags
-        (`organseg.plausibility`, [{code, reason}, ...]).
+        (`organseg.results.plausibility`, [{code, reason}, ...]).
         """
         check_ct(image, source)
         check_memory(image, source)

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 
 from organseg.catalogue import Organ, parse_organs
 from organseg.commands.options import add_models_option, model_store
+from organseg.ct.labelmaps import read_label_names
 from organseg.errors import InputError, OutputError
 from organseg.evaluation.cases import MaskGetter, case_sources, match_references
 from organseg.evaluation.compare import POST, PRED, RAW, compare
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM
 from organseg.evaluation.report import FILES, write_report
-from organseg.labelmaps import read_label_names
-from organseg.runtime import DEVICES
+from organseg.method.runtime import DEVICES
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-    from organseg.result import Result
+    from organseg.results.result import Result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,7 +72,7 @@ class ResultMasks:
 def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter]], list[Organ]]:
     """Segment the CT without and with post-processing; masks as getters."""
     from organseg.catalogue import organ as find_organ
-    from organseg.io import read_ct
+    from organseg.ct.read import read_ct
     from organseg.segmenter import Segmenter
 
     store = model_store(args)

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Callable
 
 from organseg.catalogue import parse_organs
-from organseg.cluster import Cluster, ClusterSpec, require_dask
-from organseg.dicom_series import find_series
+from organseg.cohort.cluster import Cluster, ClusterSpec, require_dask
+from organseg.ct.dicom_series import find_series
 from organseg.errors import InputError
-from organseg.inference import INTERPOLATE_MM
-from organseg.model_package import ModelStore
-from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH
-from organseg.runtime import DEVICES, resolve_device
+from organseg.method.inference import INTERPOLATE_MM
+from organseg.method.model_package import ModelStore
+from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from organseg.method.runtime import DEVICES, resolve_device
 from organseg.segmenter import Segmenter
 from organseg.training.config import FitConfig
 

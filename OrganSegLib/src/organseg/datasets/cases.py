@@ -14,8 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.atomic import atomic_file
+from organseg.ct.checks import check_ct
 from organseg.errors import InputError
-from organseg.io import check_ct
 
 SPLITS = ("train", "validation", "test")
 

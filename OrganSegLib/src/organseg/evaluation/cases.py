@@ -16,9 +16,9 @@ from typing import Callable
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, Organ
+from organseg.ct.labelmaps import map_label_names, organ_label_ids, read_image, select_labels
+from organseg.ct.read import IMAGE_SUFFIXES
 from organseg.errors import InputError
-from organseg.io import IMAGE_SUFFIXES
-from organseg.labelmaps import map_label_names, organ_label_ids, read_image, select_labels
 
 #: organ -> its mask on some grid, or None when the source has no such organ.
 MaskGetter = Callable[[Organ], "sitk.Image | None"]

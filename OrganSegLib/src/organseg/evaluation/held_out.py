@@ -9,11 +9,11 @@ from typing import Callable
 import SimpleITK as sitk
 
 from organseg.catalogue import Organ
+from organseg.ct.read import read_ct
 from organseg.errors import InputError
 from organseg.evaluation.cases import MaskGetter
 from organseg.evaluation.compare import POST, RAW
-from organseg.io import read_ct
-from organseg.model_package import ModelStore
+from organseg.method.model_package import ModelStore
 from organseg.training.cases import CaseSpec
 from organseg.training.dataset import organ_mask, read_dataset
 from organseg.training.plan import labels_organ

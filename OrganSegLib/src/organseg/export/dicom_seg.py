@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from organseg import __version__
 from organseg.catalogue import CATEGORY, Organ, organ
-from organseg.dicom_series import Series
+from organseg.ct.dicom_series import Series
 from organseg.errors import InputError
 from organseg.export.source import reference_headers, write_export
 

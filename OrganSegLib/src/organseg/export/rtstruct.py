@@ -22,7 +22,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, RTSt
 
 from organseg import __version__
 from organseg.catalogue import Organ, organ
-from organseg.dicom_series import Series
+from organseg.ct.dicom_series import Series
 from organseg.export.contours import slice_polygons, to_patient
 from organseg.export.source import reference_headers, write_export
 

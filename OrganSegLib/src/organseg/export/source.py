@@ -12,9 +12,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from organseg.atomic import atomic_file
-from organseg.dicom_series import Series
+from organseg.ct.dicom_series import Series
+from organseg.ct.orientation import array_on_grid
 from organseg.errors import InputError, OutputError
-from organseg.orientation import array_on_grid
 
 
 def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:

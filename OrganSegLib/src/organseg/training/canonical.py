@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from organseg.catalogue import Organ
-from organseg.preprocess import HU_WINDOW, LEVELS, prepare
+from organseg.method.preprocess import HU_WINDOW, LEVELS, prepare
 from organseg.training.cases import CaseSlices, CaseSpec
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from organseg.ct.grid import on_grid
+from organseg.ct.orientation import Reorientation
 from organseg.errors import InputError
-from organseg.grid import on_grid
-from organseg.orientation import Reorientation
-from organseg.preprocess import HU_WINDOW, LEVELS
+from organseg.method.preprocess import HU_WINDOW, LEVELS
 from organseg.training.canonical import SlicePairs, slice_pairs
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from organseg.batch import FAILED, BatchOptions, CaseRow, run_case, write_summary
-from organseg.cluster import Cluster, ClusterSpec, connect
-from organseg.cluster_tasks import Task, run_tasks
-from organseg.io import memory_needed
-from organseg.model_package import ModelStore
-from organseg.outputs import holds_results
+from organseg.cohort.batch import FAILED, BatchOptions, CaseRow, run_case, write_summary
+from organseg.cohort.cluster import Cluster, ClusterSpec, connect
+from organseg.cohort.tasks import Task, run_tasks
+from organseg.method.memory import memory_needed
+from organseg.method.model_package import ModelStore
+from organseg.results.folder import holds_results
 from organseg.segmenter import Segmenter
 
 

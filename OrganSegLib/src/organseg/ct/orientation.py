@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from organseg.ct.grid import DIRECTION_ATOL, ORIGIN_VOXELS, SPACING_RTOL
 from organseg.errors import InputError
-from organseg.grid import DIRECTION_ATOL, ORIGIN_VOXELS, SPACING_RTOL
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,7 @@ def read_series(folder: str | Path, series_uid: str | None = None, resample_irre
 
 def _read_multiframe(series: Series) -> sitk.Image:
     """An enhanced multi-frame CT: ITK reads the pixels (rescaled to HU); the frames' own positions place them."""
-    from organseg.orientation import array_on_grid
+    from organseg.ct.orientation import array_on_grid
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(series.files[0]))

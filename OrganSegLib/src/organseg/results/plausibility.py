@@ -16,11 +16,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from organseg import postprocess as pp
-from organseg.body import BODY_THRESHOLD_HU, body_mask
 from organseg.catalogue import HU_FATTY, HU_SOFT, Organ, organ
+from organseg.ct.orientation import Reorientation
 from organseg.masks import axial_extent, bounding_box
-from organseg.orientation import Reorientation
+from organseg.method import postprocess as pp
+from organseg.method.body import BODY_THRESHOLD_HU, body_mask
 
 #: Every code a check can give, in report order. Codes are stable: scripts and tables select on them.
 CODES = ("not_found", "cut_by_fov", "volume_low", "volume_high", "outside_body", "position", "fragmented",

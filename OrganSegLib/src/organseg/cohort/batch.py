@@ -19,10 +19,10 @@ from pathlib import Path
 
 from organseg.atomic import atomic_file
 from organseg.catalogue import ORGANS
+from organseg.ct.read import IMAGE_SUFFIXES, read_ct
 from organseg.errors import InputError, OrganSegError, OutputError
 from organseg.export.output_types import dicom_writers
-from organseg.io import IMAGE_SUFFIXES, read_ct
-from organseg.outputs import holds_results, write_result
+from organseg.results.folder import holds_results, write_result
 from organseg.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class CaseRow:
     @classmethod
     def of_stats(cls, case: str, source: str, status: str, stats: list[dict], seconds: float = 0.0,
                  message: str = "") -> "CaseRow":
-        """A row from a result's statistics rows (organseg.stats plus flags)."""
+        """A row from a result's statistics rows (organseg.results.stats plus flags)."""
         return cls(case, source, status, seconds, message, {row["organ"]: float(row["volume_ml"]) for row in stats},
                    {row["organ"]: [f["code"] for f in row["flags"]] for row in stats if row.get("flags")})
 
