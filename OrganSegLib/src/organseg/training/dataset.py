@@ -28,10 +28,9 @@ from organseg.ct.read import read_ct
 from organseg.errors import InputError
 from organseg.method.body import body_boxes
 from organseg.method.model_package import sha256
-from organseg.training.canonical import CanonicalCase
+from organseg.training.canonical import CanonicalCase, canonical_arrays
 from organseg.training.cases import CaseSlices, CaseSpec, log_to_stderr
 from organseg.training.pack import check_reusable, spec_json, write_case, write_index
-from organseg.training.slices import canonical_arrays
 
 REQUIRED = ("image", "mask", "source")
 SPLITS = ("train", "validation", "test")
