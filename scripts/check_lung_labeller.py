@@ -35,7 +35,7 @@ def check(path: Path) -> dict:
     image = read_ct(path)
     orient = Reorientation.of(image)
     volume = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(image)))
-    spacing = tuple(float(s) for s in np.array(image.GetSpacing())[2 - np.array(orient.permutation)])
+    spacing = orient.spacing(image)
     start = time.perf_counter()
     labels = label_lungs(volume, spacing)
     seconds = time.perf_counter() - start

@@ -38,7 +38,7 @@ def views(path: Path, params: LungParameters,
     image = read_ct(path)
     orient = Reorientation.of(image)
     ct = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image)))  # a copy: image is dropped
-    spacing = tuple(float(s) for s in np.array(image.GetSpacing())[2 - np.array(orient.permutation)])
+    spacing = orient.spacing(image)
     labels = label_lungs(ct, spacing, params)
     where = np.argwhere(labels > 0)
     z, y, _ = (np.median(where, axis=0).astype(int) if len(where) else np.array(ct.shape) // 2)

@@ -87,10 +87,9 @@ def validation_block(packages: list) -> list[str]:
     ct = read_ct(DATA / "example_ct_dicom")
     labels = on_grid(sitk.ReadImage(str(DATA / "example_seg_dicom.nii.gz")), ct)
     names = read_label_names(DATA / "labels_totalsegmentator_v2.json")
-    result = Segmenter(bundled_models_dir()).segment(ct, [p.organ.key for p in packages])
+    result = Segmenter(models=bundled_models_dir()).segment(ct, [p.organ.key for p in packages])
     orient = Reorientation.of(ct)
-    spacing = tuple(float(v) for v in ct.GetSpacing()[::-1])
-    spacing = tuple(spacing[a] for a in orient.permutation)  # canonical axis order
+    spacing = orient.spacing(ct)
     rows = []
     for p in packages:
         val_z = [z for s in p.meta["training"]["split"]["sources"].values() for z in s.get("val_z", [])]

@@ -61,7 +61,7 @@ def selection_folders(data: Path) -> list[Path]:
 
 def patient_metrics(package: ModelPackage, organ_key: str, folders: list[Path], verbose: bool = True) -> list[dict]:
     """Per patient metrics of the package, segmented as a user would, on the CT grid."""
-    segmenter = Segmenter([package.path.parent], device="cpu")
+    segmenter = Segmenter(models=package.path.parent, device="cpu")
     rows = []
     for folder in folders:
         ct = read_ct(folder / "ct.nii.gz")

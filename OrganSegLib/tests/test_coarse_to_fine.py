@@ -189,8 +189,8 @@ def test_bundled_esophagus_default_search_gives_the_masks_of_every_slice(data_di
     from organseg.ct.read import read_ct
 
     image = read_ct(data_dir / "example_ct.nii.gz")
-    default = Segmenter(None, "cpu").segment(image, ["esophagus"]).masks["esophagus"].full()
-    full = Segmenter(None, "cpu", strategy="full").segment(image, ["esophagus"]).masks["esophagus"].full()
+    default = Segmenter(device="cpu").segment(image, ["esophagus"]).masks["esophagus"].full()
+    full = Segmenter(device="cpu", strategy="full").segment(image, ["esophagus"]).masks["esophagus"].full()
     assert np.array_equal(default, full)
 
 
@@ -230,15 +230,15 @@ def test_bundled_stomach_on_the_example_ct_runs_every_slice_in_one_pass_after_th
     batches = []
     predict = OrtRuntime.predict
     monkeypatch.setattr(OrtRuntime, "predict", lambda self, batch: batches.append(len(batch)) or predict(self, batch))
-    result = Segmenter(None, "cpu").segment(read_ct(data_dir / "example_ct.nii.gz"), ["stomach"])
+    result = Segmenter(device="cpu").segment(read_ct(data_dir / "example_ct.nii.gz"), ["stomach"])
     assert result.masks["stomach"].box.any()
     assert batches == [15] + [16] * 6 + [1]
 
 
 def test_segmenter_strategies_agree_with_real_networks(dicom_ct, tiny_models):
     organs = ["liver", "spleen"]
-    fast = Segmenter(tiny_models, "cpu").segment(dicom_ct, organs)
-    full = Segmenter(tiny_models, "cpu", strategy="full").segment(dicom_ct, organs)
+    fast = Segmenter(models=tiny_models, device="cpu").segment(dicom_ct, organs)
+    full = Segmenter(models=tiny_models, device="cpu", strategy="full").segment(dicom_ct, organs)
     for key in organs:
         assert fast.masks[key].box.any()
         assert np.array_equal(fast.masks[key].full(), full.masks[key].full())
@@ -247,7 +247,7 @@ def test_segmenter_strategies_agree_with_real_networks(dicom_ct, tiny_models):
 def test_unknown_strategy_is_refused(tiny_models):
     from organseg.errors import InputError
     with pytest.raises(InputError, match="strategy"):
-        Segmenter(tiny_models, "cpu", strategy="fastest")
+        Segmenter(models=tiny_models, device="cpu", strategy="fastest")
 
 
 def test_interpolation_keeps_every_run_and_fills_only_short_gaps():
@@ -287,7 +287,7 @@ def test_interpolation_is_within_dice_099_of_full_inference_on_real_ct(data_dir,
         patch.setattr(OrtRuntime, "predict", counting)
         for strategy in ("full", "interpolate"):
             calls["n"] = 0
-            runs[strategy] = Segmenter(None, "cpu", strategy=strategy).segment(image, ["liver", "spleen"]), calls["n"]
+            runs[strategy] = Segmenter(device="cpu", strategy=strategy).segment(image, ["liver", "spleen"]), calls["n"]
     (full, full_calls), (fast, fast_calls) = runs["full"], runs["interpolate"]
     for key in ("liver", "spleen"):
         a, b = full.masks[key].full(), fast.masks[key].full()

@@ -55,7 +55,7 @@ def test_unknown_labeller_is_refused_with_its_name(lungs_copy: Path):
 def test_segmenter_runs_the_labeller_on_the_real_ct(data_dir: Path):
     """`segment --organs lungs` path: the labeller's mask, mapped back onto the input grid, with its volume."""
     image = read_ct(data_dir / "example_ct.nii.gz")
-    result = Segmenter(ModelStore([bundled_models_dir()]), device="cpu").segment(image, "lungs")
+    result = Segmenter(models=bundled_models_dir(), device="cpu").segment(image, "lungs")
     assert "classical-labeller" in result.models["lungs"]
     orient = Reorientation.of(image)
     canonical = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(image)))

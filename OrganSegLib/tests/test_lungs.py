@@ -139,7 +139,7 @@ def test_segmenter_lungs_with_its_shared_body_mask_equal_the_labeller_alone(data
     from organseg.segmenter import Segmenter
 
     image, ct, labels, spacing = example
-    result = Segmenter(None, "cpu").segment(image, ["lungs"])
+    result = Segmenter(device="cpu").segment(image, ["lungs"])
     alone = pp.clean_organ("lungs", labels > 0, float(np.prod(spacing)) / 1000.0)
     assert alone.sum() > 1000
     np.testing.assert_array_equal(Reorientation.of(image).to_canonical(result.masks["lungs"].full()), alone)

@@ -45,7 +45,7 @@ def test_abdominal_liver_and_spleen_are_flagged_only_where_the_scan_cuts_them(da
     checked as found, without the lungs labeller the boxes would add."""
     image = read_ct(data_dir / ct)
     image = image[:, :, slices]
-    result = Segmenter(None, "cpu", anchor_rules={"liver": False, "spleen": False}).segment(image, ["liver", "spleen"])
+    result = Segmenter(device="cpu", anchor_rules={"liver": False, "spleen": False}).segment(image, ["liver", "spleen"])
     for row in result.stats:
         codes = [f["code"] for f in row["flags"]]
         mask = result.masks[row["organ"]].full()

@@ -77,7 +77,7 @@ def test_python_api_reports_progress_per_organ_and_writes_nothing(dicom_ct, tiny
                                                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
     events = []
-    result = Segmenter(tiny_models, device="cpu").segment(dicom_ct, ["spleen", "liver"], progress=events.append)
+    result = Segmenter(models=tiny_models, device="cpu").segment(dicom_ct, ["spleen", "liver"], progress=events.append)
     assert [(e.organ.key, e.stage) for e in events if e.stage == "done"] == [("liver", "done"), ("spleen", "done")]
     assert all(e.mask is not None for e in events if e.stage == "done")
     assert result.masks["liver"].full().shape == dicom_ct.GetSize()[::-1]

@@ -116,7 +116,7 @@ def worker(args: argparse.Namespace) -> int:
         if hasattr(runtime, name):
             setattr(getattr(runtime, name), method, timed(getattr(getattr(runtime, name), method)))
     image = read_ct(args.ct)
-    segmenter = Segmenter(args.models or None, "cpu", strategy=args.strategy)
+    segmenter = Segmenter(models=args.models or None, device="cpu", strategy=args.strategy)
     t0 = time.perf_counter()
     result = segmenter.segment(image, args.organs.split(","),
                                lambda p: organ.update(key=p.organ.key) if p.stage == "inference" else None)
@@ -127,7 +127,7 @@ def worker(args: argparse.Namespace) -> int:
              for k, m in result.masks.items()}
     print(json.dumps({"seconds": result.seconds, "wall": wall, "network": network, "ran": ran, "final": final,
                       "models": result.models, "shape": image.GetSize()[::-1], "peak_mb": peak_memory_mb(),
-                      "slice_mm": float(image.GetSpacing()[2 - orient.permutation[0]])}))
+                      "slice_mm": orient.spacing(image)[0]}))
     return 0
 
 

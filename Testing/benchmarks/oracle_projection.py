@@ -57,7 +57,7 @@ def main() -> int:
     image = single_torso(resampled(sitk.ReadImage(str(DATA / "example_ct.nii.gz"))), 800)
     orient = Reorientation.of(image, "whole-body layout")
     canonical = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(image)))
-    slice_mm = float(image.GetSpacing()[2 - orient.permutation[0]])
+    slice_mm = orient.spacing(image)[0]
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000
     prepared = prepare(canonical)
     package = ModelStore([bundled_models_dir()]).get(args.organ)

@@ -164,7 +164,6 @@ ORGANS: tuple[Organ, ...] = (
 )
 
 _BY_KEY = {o.key: o for o in ORGANS}
-_BY_LABEL = {o.label: o for o in ORGANS}
 REGIONS = ("head", "thorax", "abdomen", "pelvis", "skeleton")
 
 
@@ -176,11 +175,6 @@ def organ(key: str) -> Organ:
     near = difflib.get_close_matches(normalised, list(_BY_KEY), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(near)}?" if near else " Run `organseg organs` for the list."
     raise InputError(f"unknown organ name '{key}'.{hint}")
-
-
-def organ_by_label(label: int) -> Organ:
-    """The organ with this label value in the multi-label map."""
-    return _BY_LABEL[label]
 
 
 def parse_organs(spec: str | list[str] | tuple[str, ...] | None) -> list[Organ]:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from organseg.cohort.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOptions, case_names, find_cts, read_list,
-                            run_batch)
 from organseg.catalogue import parse_organs
+from organseg.cohort.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOptions, case_names, find_cts,
+                                   read_list, run_batch)
 from organseg.commands.options import (FLAGGED_EXIT, add_cluster_options, add_segmentation_options, cluster_spec,
-                                      make_segmenter, say_added_anchors, say_where)
+                                       make_segmenter, say_added_anchors, say_where)
 from organseg.ct.checks import format_ml
 from organseg.errors import InputError, OutputError
 from organseg.export.output_types import parse_output_types

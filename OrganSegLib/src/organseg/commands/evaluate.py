@@ -81,7 +81,7 @@ def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter
     image = read_ct(args.ct)
     variants: dict[str, MaskGetter] = {}
     for name, post in ((RAW, False), (POST, True)):
-        result = Segmenter(store, device=args.device, postprocess=post).segment(image, keys, source=str(args.ct))
+        result = Segmenter(models=store, device=args.device, postprocess=post).segment(image, keys, source=str(args.ct))
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         variants[name] = ResultMasks(result)
@@ -114,13 +114,17 @@ def _held_out(args: argparse.Namespace, warn) -> tuple[list[dict], list[Organ]]:
     (one case's masks in memory at a time)."""
     from organseg.evaluation.held_out import evaluated_organs, held_out_cases, references, segment_both_ways
 
+    from organseg.segmenter import Segmenter
+
     store = model_store(args)
     cases = held_out_cases(args.data, args.split)
     organs = evaluated_organs(cases, store, parse_organs(args.organs))
+    segment = {name: Segmenter(models=store, device=args.device, postprocess=post).segment
+               for name, post in ((RAW, False), (POST, True))}
     rows = []
     for number, spec in enumerate(cases, start=1):
         print(f"[{number}/{len(cases)}] segmenting {spec.name} without and with post-processing", file=sys.stderr)
-        variants = segment_both_ways(spec, store, organs, args.device, warn)
+        variants = segment_both_ways(spec, organs, segment, warn)
         rows += compare({spec.name: variants}, {spec.name: references(spec)}, organs, args.tolerance)
     return rows, organs
 

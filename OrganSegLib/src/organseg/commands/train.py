@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from organseg.commands.options import (add_cluster_options, add_training_options, cluster_spec, fit_config, say_where,
-                                      trainer_function)
+                                       trainer_function)
 from organseg.errors import InputError
 from organseg.training.config import FitConfig
 

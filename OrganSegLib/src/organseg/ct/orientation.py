@@ -42,6 +42,10 @@ class Reorientation:
             flips.append(bool(direction[world, axis] < 0))
         return cls(tuple(perm), tuple(flips))  # type: ignore[arg-type]
 
+    def spacing(self, image: sitk.Image) -> tuple[float, float, float]:
+        """The image's voxel spacing along the canonical axes (S, P, L), in mm."""
+        return tuple(float(image.GetSpacing()[2 - axis]) for axis in self.permutation)  # type: ignore[return-value]
+
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         """Source (z, y, x) array -> canonical (S, P, L) view (no copy where possible)."""
         out = np.transpose(array, self.permutation)

@@ -35,6 +35,12 @@ def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irr
     return image
 
 
+def image_stem(path: Path) -> str:
+    """The file's name without its image suffix (`ct.nii.gz` -> `ct`, `slice.dcm` -> `slice`): a case's name."""
+    name = path.name
+    return next((name[:-len(s)] for s in IMAGE_SUFFIXES + (".dcm",) if name.lower().endswith(s)), name)
+
+
 def _read_file(path: Path) -> sitk.Image:
     if not path.name.lower().endswith(IMAGE_SUFFIXES + (".dcm",)):
         raise InputError(f"{path}: unsupported file type; give a NIfTI, NRRD or MHA file or a DICOM folder")

@@ -68,8 +68,7 @@ class Scan:
     def __init__(self, reference: sitk.Image, ct: np.ndarray, body: np.ndarray | None = None) -> None:
         self.orient = Reorientation.of(reference)
         self.ct = self.orient.to_canonical(ct)
-        spacing_zyx = reference.GetSpacing()[::-1]
-        self.spacing = tuple(float(spacing_zyx[p]) for p in self.orient.permutation)  #: (S, P, L) mm
+        self.spacing = self.orient.spacing(reference)  #: (S, P, L) mm
         self._body = np.zeros(self.ct.shape, dtype=bool) if body is None else body  #: canonical body contour
         self._done = np.full(self.ct.shape[0], body is not None)
 
