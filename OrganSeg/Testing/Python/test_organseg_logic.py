@@ -22,8 +22,8 @@ from organseg.errors import OutputError  # noqa: E402
 from organseg.results.result import OrganMask  # noqa: E402
 from organseg.segmenter import Segmenter, Settings  # noqa: E402
 from organseg_slicer.logic import OrganSegLogic  # noqa: E402
-from organseg_slicer.segments import (ORGAN_TAG, organ_segments,  # noqa: E402 set_organ_segment, terminology_entry)
-                                      segment_mask, segment_tag)
+from organseg_slicer.segments import (ORGAN_TAG, organ_segments, segment_mask, segment_tag,  # noqa: E402
+                                      set_organ_segment, terminology_entry)
 from organseg_slicer.table import table_rows  # noqa: E402
 from organseg_slicer.volumes import image_from_volume, volume_ijk_to_ras  # noqa: E402
 
