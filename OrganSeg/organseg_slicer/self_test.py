@@ -42,7 +42,7 @@ class OrganSegTest(ScriptedLoadableModuleTest):
     def test_segment_edit_recompute(self):
         import numpy as np
         from organseg.catalogue import organ
-        from organseg.results.result import OrganMask
+        from organseg.masks import OrganMask
         from organseg_slicer.segments import organ_segments, segment_mask, set_organ_segment
         from organseg_slicer.table import table_rows
 

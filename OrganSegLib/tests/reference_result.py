@@ -15,7 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import organ
-from organseg.results.result import OrganMask, Result
+from organseg.masks import OrganMask
+from organseg.results.result import Result
 from organseg.results.stats import organ_stats
 
 

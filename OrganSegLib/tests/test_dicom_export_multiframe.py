@@ -57,7 +57,7 @@ def exported(request, enhanced):
     else:
         ct = folder / "ct" / "ect.dcm"
         result = reference_result(image, sitk.ReadImage(str(folder / "labels" / "labels.nii.gz")), ORGANS)
-        write_result(result, out, extra_writers=dicom_writers(ct, out, None, ["rtstruct", "dicom-seg"]))
+        write_result(result, out, extra_writers=dicom_writers(ct, out, None, ["rtstruct", "dicom-seg"])[0])
     return out
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from organseg import segmenter as segmenter_module
 from organseg.ct.orientation import Reorientation
 from organseg.ct.read import read_ct
+from organseg.method import step as step_module
 from organseg.method.model_package import write_package
 from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH, prepare
 from organseg.segmenter import Segmenter
@@ -55,7 +55,7 @@ def test_a_larger_finding_outside_the_window_neither_wins_nor_is_searched(exampl
     masks, ran = {}, {}
     for strategy in ("full", "coarse-to-fine"):
         runtimes = {}
-        monkeypatch.setattr(segmenter_module, "make_runtime", lambda package, *_: runtimes.setdefault(
+        monkeypatch.setattr(step_module, "make_runtime", lambda package, *_: runtimes.setdefault(
             package.organ.key, SlabRuntime(rows, sides[package.organ.key])))
         result = Segmenter(models=tmp_path, device="cpu", strategy=strategy).segment(image, ["liver"])
         masks[strategy], ran[strategy] = result.masks["liver"].full(), runtimes["liver"].ran

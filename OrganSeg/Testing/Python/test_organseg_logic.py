@@ -19,7 +19,7 @@ import slicer  # noqa: E402
 
 from organseg.catalogue import organ  # noqa: E402
 from organseg.errors import OutputError  # noqa: E402
-from organseg.results.result import OrganMask  # noqa: E402
+from organseg.masks import OrganMask  # noqa: E402
 from organseg.segmenter import Segmenter, Settings  # noqa: E402
 from organseg_slicer.logic import OrganSegLogic  # noqa: E402
 from organseg_slicer.segments import (ORGAN_TAG, organ_segments, segment_mask, segment_tag,  # noqa: E402
@@ -188,10 +188,10 @@ def test_existing_segmentation_changed_only_when_chosen(scene, ct_volume, tiny_m
 
 def test_cancel_after_first_organ_leaves_consistent_state(scene, ct_volume, tiny_models, monkeypatch):
     """Cancel once the first organ is in the scene; the second stops at its first batch."""
-    import organseg.segmenter as segmenter_module
+    import organseg.method.step as step_module
     release = threading.Event()
     calls = []
-    original = segmenter_module.predict_organ
+    original = step_module.predict_organ
 
     def gated(*args, **kwargs):
         calls.append(1)
@@ -199,7 +199,7 @@ def test_cancel_after_first_organ_leaves_consistent_state(scene, ct_volume, tiny
             release.wait(60)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(segmenter_module, "predict_organ", gated)
+    monkeypatch.setattr(step_module, "predict_organ", gated)
     logic = OrganSegLogic(scene)
     run = logic.start(ct_volume, ORGANS, options(tiny_models))
     while not run.done:

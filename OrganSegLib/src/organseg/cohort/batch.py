@@ -197,8 +197,8 @@ def segment_case(ct: Path, outdir: Path, segmenter: CaseSegmenter, options: Batc
                               f"{', '.join(missing)}; pass --overwrite to segment it again with these organs")
         return done
     t0 = time.perf_counter()
-    writers = dicom_writers(ct, outdir, None, list(options.dicom_types))
-    image = read_ct(ct, resample_irregular=options.resample_irregular)
+    writers, series = dicom_writers(ct, outdir, None, list(options.dicom_types))
+    image = read_ct(ct, resample_irregular=options.resample_irregular, series=series)
     result = segmenter.segment(image, options.organs, source=str(ct))
     write_result(result, outdir, options.fmt, options.overwrite, source=str(ct), extra_writers=writers)
     notes = [w for w in result.warnings if w not in options.plan_warnings]

@@ -29,11 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output, args.overwrite)
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
-    extra_writers = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
+    extra_writers, series = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
     organs = args.organs if args.organs == "all" else [o.key for o in parse_organs(args.organs)]
     segmenter = make_segmenter(args)
     packages, added, _ = segmenter.plan(organs)
-    image = read_ct(args.ct, args.series_uid, args.resample_irregular)
+    image = read_ct(args.ct, args.series_uid, args.resample_irregular, series)
     say_added_anchors(added)
     bar = tqdm(total=len(packages), unit="organ", file=sys.stderr)
 

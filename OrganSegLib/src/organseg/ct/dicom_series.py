@@ -222,13 +222,15 @@ def _grid_problem(series: Series, positions: np.ndarray) -> str | None:
     return None
 
 
-def read_series(folder: str | Path, series_uid: str | None = None, resample_irregular: bool = False) -> sitk.Image:
-    """Read the chosen (or largest CT) series of a folder as one 3D image in LPS.
+def read_series(folder: str | Path, series_uid: str | None = None, resample_irregular: bool = False,
+                series: Series | None = None) -> sitk.Image:
+    """Read the chosen (or largest CT) series of a folder as one 3D image in LPS; `series`: the folder's series
+    when the caller has found it already (a run scans its DICOM folder once).
 
     An irregular stack raises InputError, or with `resample_irregular` is resampled (linear) onto a regular
     orthogonal grid with a logged warning.
     """
-    series = find_series(folder, series_uid)
+    series = series or find_series(folder, series_uid)
     for note in series.notes:
         log.warning(note)
     if series.multiframe and series.problem is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -16,19 +17,25 @@ from organseg.ct.checks import check_ct
 from organseg.ct.grid import array_to_image
 from organseg.errors import InputError
 
+if TYPE_CHECKING:
+    from organseg.ct.dicom_series import Series
+
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
-def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irregular: bool = False) -> sitk.Image:
+
+def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irregular: bool = False,
+            series: Series | None = None) -> sitk.Image:
     """Read a CT from a NIfTI/NRRD/MHA file or a DICOM series folder and check it is a 3D CT in HU.
 
-    `series_uid` and `resample_irregular` apply to DICOM folders (see `organseg.ct.dicom_series.read_series`).
+    `series_uid`, `resample_irregular` and `series` (found already) apply to DICOM folders (see
+    `organseg.ct.dicom_series.read_series`).
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
         from organseg.ct.dicom_series import read_series
-        image = read_series(path, series_uid=series_uid, resample_irregular=resample_irregular)
+        image = read_series(path, series_uid=series_uid, resample_irregular=resample_irregular, series=series)
     else:
         image = _read_file(path)
     check_ct(image, path)

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from organseg.ct.dicom_series import find_series
+from organseg.ct.dicom_series import Series, find_series
 from organseg.errors import InputError, OutputError
 from organseg.export.source import array_on_series_grid, reference_headers
 
@@ -33,16 +33,18 @@ def parse_output_types(specs: list[str] | None, default_format: str) -> tuple[st
     return (images[0] if images else default_format), [t for t in DICOM_FILES if t in types]
 
 
-def dicom_writers(ct: Path, output: Path, series_uid: str | None, types: list[str]) -> list[Callable]:
-    """`write_result` extra writers for the DICOM types; checks the CT is a regular DICOM series (a folder, or
-    an enhanced multi-frame file) first.
+def dicom_writers(ct: Path, output: Path, series_uid: str | None,
+                  types: list[str]) -> tuple[list[Callable], Series | None]:
+    """`write_result` extra writers for the DICOM types, and the series they reference (None without DICOM
+    types), for `read_ct` to read without scanning the folder again; checks the CT is a regular DICOM series
+    (a folder, or an enhanced multi-frame file) first.
 
     Also refuses an output folder inside the input DICOM folder, whatever the output types.
     """
     if ct.is_dir() and output.resolve().is_relative_to(ct.resolve()):
         raise OutputError(f"{output}: inside the input DICOM folder {ct}; write the results elsewhere")
     if not types:
-        return []
+        return [], None
     if not ct.is_dir() and ct.suffix.lower() != ".dcm":
         raise InputError(f"{ct}: --output-type {','.join(types)} needs the CT as a DICOM series folder "
                          "(the exports reference its images); segment the DICOM folder instead")
@@ -65,4 +67,4 @@ def dicom_writers(ct: Path, output: Path, series_uid: str | None, types: list[st
                 log.warning(note)
         return write
 
-    return [writer(kind) for kind in types]
+    return [writer(kind) for kind in types], series

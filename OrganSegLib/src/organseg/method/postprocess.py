@@ -155,6 +155,18 @@ def clean_organ(key: str, mask: np.ndarray, voxel_ml: float) -> np.ndarray:
     return clean_components(mask, RULES[key], voxel_ml)
 
 
+def within_window(mask: np.ndarray, window: tuple[int, int] | None) -> np.ndarray:
+    """The canonical mask with the slices outside the inclusive window (lo, hi) emptied; the mask itself for None."""
+    if window is None:
+        return mask
+    lo, hi = window
+    out = mask.copy()
+    out[:max(lo, 0)] = False
+    if hi + 1 < out.shape[0]:
+        out[max(hi + 1, 0):] = False
+    return out
+
+
 def anchor_window(key: str, extents: dict[str, tuple[int, int] | None], slice_mm: float,
                   n_slices: int) -> tuple[tuple[int, int], list[str]]:
     """The slice range [lo, hi] the organ's rule allows given the anchors' (bottom, top) extents, whether or
@@ -227,11 +239,9 @@ class AnchorRules:
         """The organ's canonical mask with the slices outside its window zeroed (the mask itself when its box
         does not apply), and the anchors that were missing."""
         window, missing = self.window(key, extents, slice_mm, mask.shape[0])
-        if window is None:
-            return mask, missing
-        lo, hi = window
-        out = mask.copy()
-        out[:max(lo, 0)] = False
-        if hi + 1 < out.shape[0]:
-            out[max(hi + 1, 0):] = False
-        return out, missing
+        return within_window(mask, window), missing
+
+    def clean(self, key: str, mask: np.ndarray, voxel_ml: float) -> np.ndarray:
+        """The organ's canonical mask cleaned by its rule (`clean_organ`); the mask itself in a run without
+        post-processing."""
+        return clean_organ(key, mask, voxel_ml) if self.enabled else mask

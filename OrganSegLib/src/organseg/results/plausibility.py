@@ -182,9 +182,13 @@ def check_masks(reference: sitk.Image, ct: np.ndarray, masks: Mapping[str, Calla
     Getters are called one organ at a time (anchors twice), so a large CT never holds all full masks at once.
     """
     scan = Scan(reference, ct, body)
-    extents = {key: axial_extent(scan.canonical(get())) for key, get in masks.items() if organ(key).anchor}
-    return {key: flags_of(organ(key), measure(organ(key), scan.canonical(get()), scan, extents))
-            for key, get in masks.items()}
+    return check_canonical(scan, {key: (lambda get=get: scan.canonical(get())) for key, get in masks.items()})
+
+
+def check_canonical(scan: Scan, masks: Mapping[str, Callable[[], np.ndarray]]) -> dict[str, list[Flag]]:
+    """`check_masks` for getters of canonical (S, P, L) masks, as the segmenter holds them."""
+    extents = {key: axial_extent(get()) for key, get in masks.items() if organ(key).anchor}
+    return {key: flags_of(organ(key), measure(organ(key), get(), scan, extents)) for key, get in masks.items()}
 
 
 def flagged(rows: list[dict]) -> dict[str, list[dict]]:

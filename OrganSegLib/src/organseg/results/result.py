@@ -12,33 +12,7 @@ import SimpleITK as sitk
 
 from organseg.catalogue import Organ, organ
 from organseg.ct.grid import array_to_image
-from organseg.masks import bounding_box
-
-
-@dataclass
-class OrganMask:
-    """A boolean mask stored as its bounding box on the input grid, to bound memory on large CTs."""
-
-    shape: tuple[int, int, int]  #: full (z, y, x) shape
-    offset: tuple[int, int, int]
-    box: np.ndarray  #: bool array of the bounding box (empty shape when the organ was not found)
-
-    @classmethod
-    def from_full(cls, mask: np.ndarray) -> "OrganMask":
-        if not mask.any():
-            return cls(mask.shape, (0, 0, 0), np.zeros((0, 0, 0), dtype=bool))
-        lo, hi = bounding_box(mask)
-        return cls(mask.shape, tuple(lo), mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].copy())
-
-    @property
-    def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(o, o + s) for o, s in zip(self.offset, self.box.shape))  # type: ignore[return-value]
-
-    def full(self) -> np.ndarray:
-        """The mask on the full (z, y, x) grid."""
-        out = np.zeros(self.shape, dtype=bool)
-        out[self.slices] = self.box
-        return out
+from organseg.masks import OrganMask
 
 
 @dataclass
