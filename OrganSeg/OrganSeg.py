@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import slicer
 import vtk
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.util import VTKObservationMixin
 
 
@@ -36,15 +38,15 @@ class OrganSeg(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "OrganSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("OrganSeg")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["OrganSeg contributors"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Segments organs in CT, one light 2D Res-UNet per organ, on the CPU (ONNX Runtime) or a GPU. "
             "Choose the organs, press Segment: each organ appears as soon as it is done, with a volume table. "
             "After editing segments in Segment Editor press Recompute table.")
-        self.parent.acknowledgementText = (
+        self.parent.acknowledgementText = _(
             "Method: Salimi et al., per-organ 2D Res-UNets with anchor-organ post-processing. "
             "Example CT from the TotalSegmentator repository (Apache-2.0).")
 
@@ -88,9 +90,10 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         if not self.ensureLibrary(ask=False):
             from organseg_slicer.dependencies import missing_packages
-            self.ui.statusText.setPlainText(
-                f"First use: OrganSeg needs the Python packages {' and '.join(missing_packages())}. Load a CT, "
-                "choose it above and press Segment to install them (you are asked first); then tick the organs.")
+            self.ui.statusText.setPlainText(_(
+                "First use: OrganSeg needs the Python packages {packages}. Load a CT, choose it above and press "
+                "Segment to install them (you are asked first); then tick the organs.").format(
+                    packages=_(" and ").join(missing_packages())))
         self.updateButtons()
 
     def cleanup(self):
@@ -154,7 +157,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- library and controls ---------------------------------------------------------------------------
     def confirm(self, text):
         """Ask OK/Cancel (a test replaces this to give its own answer)."""
-        return slicer.util.confirmOkCancelDisplay(text, windowTitle="OrganSeg")
+        return slicer.util.confirmOkCancelDisplay(text, windowTitle=_("OrganSeg"))
 
     def ensureLibrary(self, ask=True):
         """Import the logic, installing organseg and ONNX Runtime first (after one confirmation)."""
@@ -163,9 +166,10 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         missing = missing_packages()
         if missing:
-            if not ask or not self.confirm(
-                    f"OrganSeg needs the Python packages {' and '.join(missing)}. Install them now? "
-                    "numpy, SimpleITK and scipy stay at the versions Slicer has."):
+            if not ask or not self.confirm(_(
+                    "OrganSeg needs the Python packages {packages}. Install them now? "
+                    "numpy, SimpleITK and scipy stay at the versions Slicer has.").format(
+                        packages=_(" and ").join(missing))):
                 return False
             with slicer.util.WaitCursor():
                 install(missing)
@@ -199,11 +203,11 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
                 item.setCheckState(0, qt.Qt.Unchecked)
                 item.setData(0, qt.Qt.UserRole, organ.key)
-                item.setToolTip(0, f"{organ.snomed_meaning} (SNOMED CT {organ.snomed_code}); model: "
-                                   f"{installed.get(organ.key, 'none')}")
+                item.setToolTip(0, _("{meaning} (SNOMED CT {code}); model: {model}").format(
+                    meaning=organ.snomed_meaning, code=organ.snomed_code, model=installed.get(organ.key, _("none"))))
                 if organ.key not in installed:
                     item.setDisabled(True)
-                    item.setToolTip(0, f"no model installed for {organ.key}")
+                    item.setToolTip(0, _("no model installed for {organ}").format(organ=organ.key))
                 self.organItems[organ.key] = item
             group.setExpanded(organs[0].key in installed)
 
@@ -212,7 +216,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.clear()
         for device in ("auto", "cpu", "cuda", "mps"):
             usable = device == "auto" or device in available
-            self.ui.deviceComboBox.addItem(device if usable else f"{device} (not available)", device)
+            self.ui.deviceComboBox.addItem(device if usable else _("{device} (not available)").format(device=device),
+                                           device)
 
     def checkAll(self, state):
         for item in self.organItems.values():
@@ -239,9 +244,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ensureLibrary():
             return
         if firstUse and not self.chosenOrgans():
-            self.ui.statusText.setPlainText("Installed. Tick the organs to segment and press Segment.")
+            self.ui.statusText.setPlainText(_("Installed. Tick the organs to segment and press Segment."))
             return
-        from organseg.errors import OrganSegError
         from organseg_slicer.dependencies import torch_from_pytorch_utils
 
         p = self._parameterNode
@@ -252,20 +256,17 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
         options = self.logic.settings()
         output = p.outputSegmentation
-        try:
+        with slicer.util.tryWithErrorDisplay():
             plan = self.logic.plan(self.chosenOrgans(), options, output)
-            if plan.replaced and not self.confirm(
-                    f"'{output.GetName()}' already holds OrganSeg segments of: {', '.join(plan.replaced)}. "
-                    "Replace them? Its other segments stay."):
+            if plan.replaced and not self.confirm(_(
+                    "'{name}' already holds OrganSeg segments of: {organs}. Replace them? Its other segments "
+                    "stay.").format(name=output.GetName(), organs=", ".join(plan.replaced))):
                 return
             for key in plan.added_anchors:
                 self.organItems[key].setCheckState(0, qt.Qt.Checked)
             self.run = self.logic.start(p.inputVolume, self.chosenOrgans(), options, output)
-        except OrganSegError as err:
-            slicer.util.errorDisplay(str(err))
-            return
         self.ui.statusText.setPlainText("\n".join(self.run.messages))
-        self.ui.progressBar.setFormat("%v of %m organs")
+        self.ui.progressBar.setFormat(_("%v of %m organs"))
         self.ui.progressBar.setMaximum(self.run.total)
         self.ui.progressBar.setValue(0)
         self.timer.start()
@@ -282,7 +283,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCancel(self):
         if self.run is not None and self.logic.cancel(self.run):
-            self.status(["cancelling after the current batch of slices..."])
+            self.status([_("cancelling after the current batch of slices...")])
 
     # -- results ------------------------------------------------------------------------------------------
     def currentSegmentation(self):
@@ -290,21 +291,15 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return node or (self.run.segmentation_node if self.run else None)
 
     def onRecomputeTable(self):
-        from organseg.errors import OrganSegError
-
         segmentation = self.currentSegmentation()
         if segmentation is None or not self.ensureLibrary():
             return
-        try:
+        with slicer.util.tryWithErrorDisplay(waitCursor=True):
             table = self.logic.recomputeTable(segmentation)
-        except OrganSegError as err:
-            slicer.util.errorDisplay(str(err))
-            return
         self.logic.showTable(table)
-        self.status([f"table '{table.GetName()}' recomputed from the current segments"])
+        self.status([_("table '{name}' recomputed from the current segments").format(name=table.GetName())])
 
     def onExport(self, kind):
-        from organseg.errors import OrganSegError
         from organseg_slicer.dicom_export import export
 
         segmentation = self.currentSegmentation()
@@ -312,17 +307,13 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         volume = segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole())
         volume = volume or self.ui.inputVolumeSelector.currentNode()
-        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), f"Export {kind.upper()}",
-                                              f"{segmentation.GetName()}-{kind}.dcm", "DICOM (*.dcm)")
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export {kind}").format(kind=kind.upper()),
+                                              f"{segmentation.GetName()}-{kind}.dcm", _("DICOM (*.dcm)"))
         if not path:
             return
-        try:
-            with slicer.util.WaitCursor():
-                notes = export(segmentation, volume, kind, path)
-        except OrganSegError as err:
-            slicer.util.errorDisplay(str(err))
-            return
-        self.status([f"wrote {path}"] + notes)
+        with slicer.util.tryWithErrorDisplay(waitCursor=True):
+            notes = export(segmentation, volume, kind, path)
+        self.status([_("wrote {path}").format(path=path)] + notes)
 
 
 if ScriptedLoadableModuleTest is not _NeedsSlicerApplication:  # Slicer's "Reload and Test" looks for it here

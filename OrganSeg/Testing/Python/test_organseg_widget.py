@@ -100,6 +100,9 @@ def test_an_error_is_shown_in_a_dialog(panel):
     panel.answer()
     panel.click(ui(panel).segmentButton)  # no organ ticked
     assert panel.dialogs[-1] == "no organ chosen; tick at least one organ" and panel.widget.run is None
+    # tryWithErrorDisplay shows the error, then lets it reach Slicer's console, as Slicer's own modules do
+    assert panel.errors.pop().rstrip().endswith("InputError: no organ chosen; tick at least one organ")
+    assert not panel.errors
 
 
 def test_real_run_shows_progress_segments_and_the_table_in_the_layout(panel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 import types
 import unittest
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import slicer
 from PyQt5 import QtCore, QtWidgets
 
-from slicer_harness import parameter_node_wrapper, pythonqt, widgets
+from slicer_harness import i18n, parameter_node_wrapper, pythonqt, widgets
 
 
 class SlicerApplication(QtWidgets.QApplication):
@@ -105,6 +106,9 @@ class Harness:
         self.qt = pythonqt.install()
         widgets.install()
         parameter_node_wrapper.install()
+        i18n.install()
+        self.errors: list[str] = []  #: tracebacks of exceptions that left a Qt slot, as Slicer's console shows them
+        self._excepthook, sys.excepthook = sys.excepthook, self._console
         bases = types.ModuleType("slicer.ScriptedLoadableModule")
         for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
                     ScriptedLoadableModuleTest):
@@ -202,7 +206,13 @@ class Harness:
         self.window.grab().save(str(path))
         return path
 
+    def _console(self, kind, value, tb) -> None:
+        """An exception escaping a Qt slot: PythonQt prints it to Slicer's Python console and carries on (PyQt5
+        would abort the process)."""
+        self.errors.append("".join(traceback.format_exception(kind, value, tb)))
+
     def close(self) -> None:
+        sys.excepthook = self._excepthook
         self.widget.cleanup()
         for selector in self.window.findChildren(widgets.qMRMLNodeComboBox):
             selector.setMRMLScene(None)
