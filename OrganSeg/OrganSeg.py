@@ -159,13 +159,19 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def ensureLibrary(self, ask=True):
         """Import the logic, installing organseg and ONNX Runtime first (after one confirmation)."""
         global OrganSegLogic, Options
-        from organseg_slicer.dependencies import install, missing_packages
+        from organseg_slicer.dependencies import InstallError, install, install_plan, missing_packages
 
         missing = missing_packages()
         if missing:
-            if not ask or not self.confirm(
-                    f"OrganSeg needs the Python packages {' and '.join(missing)}. Install them now? "
-                    "numpy, SimpleITK and scipy stay at the versions Slicer has."):
+            if not ask:
+                return False
+            try:
+                plan = install_plan(missing)
+            except InstallError as err:
+                slicer.util.errorDisplay(str(err))
+                return False
+            if not self.confirm(f"OrganSeg needs the Python packages {' and '.join(missing)}. Install them now? "
+                                f"pip will install: {', '.join(plan)}. Packages Slicer has stay at its versions."):
                 return False
             with slicer.util.WaitCursor():
                 install(missing)
