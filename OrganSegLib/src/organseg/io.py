@@ -6,6 +6,7 @@ by ITK's reader and writer, so nothing here flips signs by hand. Slicer works in
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def _check_nifti(path: Path) -> np.ndarray | None:
             ndim = int(dims[0])
             if not 1 <= ndim <= 7 or bitpix <= 0:
                 raise InputError(f"{path}: invalid NIfTI header; the file is corrupt")
+            _check_nifti_geometry(path, header, order, ndim)
             expected = vox_offset + int(np.prod(dims[1:ndim + 1].astype(np.int64))) * bitpix // 8
             dtype = {16: f"{order}f4", 64: f"{order}f8"}.get(datatype)
             size, found, carry, index = 348 + len(fh.read(max(vox_offset - 348, 0))), [], b"", 0
@@ -103,6 +105,70 @@ def _check_nifti(path: Path) -> np.ndarray | None:
     return np.concatenate(found) if dtype is not None and found else (np.zeros(0, int) if dtype else None)
 
 
+#: Largest |cosine| between two image axes taken as perpendicular: a shear below it moves no voxel of a 500 mm
+#: field of view by more than 0.5 mm.
+PERPENDICULAR_COS = 1e-3
+_AXES = "xyz"
+
+
+def _check_nifti_geometry(path: Path, header: bytes, order: str, ndim: int) -> None:
+    """Refuse voxel sizes ITK would silently replace (0, negative or NaN pixdim is read as 1 mm, or flips the axis)
+    and a sheared sform (ITK coerces it to perpendicular axes, moving every voxel)."""
+    pixdim = np.frombuffer(header[76:108], f"{order}f4").astype(float)
+    for axis in range(1, min(ndim, 3) + 1):
+        size = pixdim[axis]
+        if not np.isfinite(size) or size <= 0:
+            where = "between slices" if axis == 3 else f"along {_AXES[axis - 1]}"
+            raise InputError(f"{path}: the header gives a voxel size of {size:g} mm {where} (pixdim[{axis}]); the "
+                             "real spacing is unknown, so every volume would be off: fix the header with the "
+                             "scanner's spacing (e.g. nibabel or SimpleITK SetSpacing) and save the CT again")
+    if np.frombuffer(header[254:256], f"{order}i2")[0] > 0:  # sform_code: the sform is in use
+        sform = np.frombuffer(header[280:328], f"{order}f4").astype(float).reshape(3, 4)[:, :3]
+        _check_perpendicular(sform, path, "the header's sform")
+
+
+def _check_perpendicular(matrix: np.ndarray, source: str | os.PathLike, what: str) -> None:
+    """Refuse image axes (the matrix's columns) that do not meet at right angles: a sheared grid."""
+    lengths = np.linalg.norm(matrix, axis=0)
+    if not np.all(np.isfinite(matrix)) or np.any(lengths == 0):
+        raise InputError(f"{source}: {what} has a zero or undefined axis ({np.round(matrix, 4).tolist()}); "
+                         "the file's geometry is corrupt")
+    unit = matrix / lengths
+    cosines = unit.T @ unit
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        if abs(cosines[i, j]) > PERPENDICULAR_COS:
+            angle = np.degrees(np.arccos(np.clip(cosines[i, j], -1, 1)))
+            raise InputError(f"{source}: the image axes are sheared: {what} has the {_AXES[i]} and {_AXES[j]} axes "
+                             f"meeting at {angle:.2f} degrees, not 90; resample the CT onto a grid with "
+                             "perpendicular axes")
+
+
+#: A CT in HU: air near -1000 (PADDING_HU and below is the padding outside the scan circle) and tissue near 40.
+#: Measured on the 205 real CTs in ../shared/data: air is 32-100% of the voxels above PADDING_HU, the median of
+#: the voxels from -500 to 3000 HU lies between -59 and 46 HU.
+PADDING_HU = -1100
+AIR_MAX_HU = -900
+AIR_MIN = 0.001
+TISSUE_MEDIAN_HU = (-200, 300)
+
+
+def _check_hu_distribution(sample: np.ndarray, source: str | os.PathLike) -> None:
+    """Refuse intensities that are not HU though they reach below -500 (stored values never rescaled, padded
+    outside the scan circle): without it, air inside the scan reads as soft tissue and is segmented as an organ."""
+    values = sample[np.isfinite(sample)]
+    scan = values[values >= PADDING_HU]
+    tissue = scan[(scan > -500) & (scan < 3000)]
+    air = float(np.mean(scan <= AIR_MAX_HU)) if scan.size else 0.0
+    median = float(np.median(tissue)) if tissue.size else math.nan
+    if air < AIR_MIN or not TISSUE_MEDIAN_HU[0] <= median <= TISSUE_MEDIAN_HU[1]:
+        padding = 1 - scan.size / max(values.size, 1)
+        raise InputError(
+            f"{source}: does not look like Hounsfield units: {air:.1%} of the scan is near -1000 (air) and the "
+            f"tissue's median is {median:.0f} ({padding:.0%} of the voxels lie below {PADDING_HU}, padding?); a CT "
+            "has air near -1000 and soft tissue near 40 HU: were the stored values never rescaled (rescale slope "
+            "and intercept)?")
+
+
 def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
     """Raise InputError unless the image is a scalar 3D volume whose intensities look like CT in HU."""
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -113,6 +179,7 @@ def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
         raise InputError(f"{source}: is a {dim}D image of size {image.GetSize()}; a 3D CT volume is needed")
     if min(image.GetSize()) < 2:
         raise InputError(f"{source}: has size {image.GetSize()}, a single slice; a 3D CT volume is needed")
+    _check_perpendicular(np.array(image.GetDirection(), dtype=float).reshape(3, 3), source, "the direction")
     arr = sitk.GetArrayViewFromImage(image)
     sample = arr[:: max(1, arr.shape[0] // 16)]
     lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
@@ -121,6 +188,7 @@ def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
         raise InputError(
             f"{source}: intensities range from {lo:g} to {hi:g} with {air:.1%} of voxels below -500; "
             "a CT in Hounsfield units has air near -1000 (is this an MR, or a CT without rescale slope/intercept?)")
+    _check_hu_distribution(sample, source)
 
 
 
