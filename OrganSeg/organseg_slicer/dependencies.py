@@ -69,7 +69,7 @@ def install_plan(packages: list[str]) -> list[str]:
         pyproject = Path(source) / "pyproject.toml"
         version = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.MULTILINE)[1] \
             if pyproject.is_file() else None
-        plan.append(f"organseg {version} from {source}" if version else source)
+        plan.append(f"organseg {version} (shipped with the extension)" if version else source)
     plan += [f"{name} {TESTED[name]}" for name in packages if name != "organseg"]
     plan += [f"{name} {version}" for name, version in TESTED.items()
              if name not in packages and _installed(name) is None]

@@ -49,7 +49,9 @@ def test_never_falls_back_to_an_unpinned_library_from_the_index(monkeypatch, tmp
 
 def test_plan_says_what_will_be_installed(monkeypatch):
     monkeypatch.delenv("ORGANSEG_PIP_REQUIREMENT", raising=False)
-    shipped = Path(dependencies.library_requirement())
+    assert (Path(dependencies.library_requirement()) / "pyproject.toml").is_file()
     plan = dependencies.install_plan(["organseg", "onnxruntime"])
-    assert plan[:2] == [f"organseg 0.1.0 from {shipped}", f"onnxruntime {dependencies.TESTED['onnxruntime']}"]
-    assert len(plan) == 2  # everything else is installed here already, and stays at its version
+    assert plan == ["organseg 0.1.0 (shipped with the extension)", f"onnxruntime {dependencies.TESTED['onnxruntime']}"]
+    # (everything else is installed here already, and stays at its version)
+    monkeypatch.setenv("ORGANSEG_PIP_REQUIREMENT", "organseg==0.1.0")
+    assert dependencies.install_plan(["organseg"]) == ["organseg==0.1.0"]
