@@ -154,13 +154,14 @@ TISSUE_MEDIAN_HU = (-200, 300)
 
 def _check_hu_distribution(sample: np.ndarray, source: str | os.PathLike) -> None:
     """Refuse intensities that are not HU though they reach below -500 (stored values never rescaled, padded
-    outside the scan circle): without it, air inside the scan reads as soft tissue and is segmented as an organ."""
+    outside the scan circle): without it, air inside the scan reads as soft tissue and is segmented as an organ.
+    A scan of air alone (no tissue) passes: there is nothing to segment, and it says so."""
     values = sample[np.isfinite(sample)]
     scan = values[values >= PADDING_HU]
     tissue = scan[(scan > -500) & (scan < 3000)]
     air = float(np.mean(scan <= AIR_MAX_HU)) if scan.size else 0.0
     median = float(np.median(tissue)) if tissue.size else math.nan
-    if air < AIR_MIN or not TISSUE_MEDIAN_HU[0] <= median <= TISSUE_MEDIAN_HU[1]:
+    if air < AIR_MIN or (tissue.size and not TISSUE_MEDIAN_HU[0] <= median <= TISSUE_MEDIAN_HU[1]):
         padding = 1 - scan.size / max(values.size, 1)
         raise InputError(
             f"{source}: does not look like Hounsfield units: {air:.1%} of the scan is near -1000 (air) and the "
