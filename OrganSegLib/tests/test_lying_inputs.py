@@ -11,12 +11,12 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from organseg.body import body_mask
 from organseg.catalogue import organ
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
 from organseg.errors import InputError
-from organseg.io import read_ct
-from organseg.orientation import Reorientation
-from organseg.plausibility import check_masks
+from organseg.method.body import body_mask
+from organseg.results.plausibility import check_masks
 
 
 def _nifti(data_dir: Path, path: Path, *edits: tuple[int, float]) -> Path:
@@ -103,6 +103,6 @@ def test_a_mask_of_air_is_flagged_in_hu_and_outside_the_body(data_dir):
     assert "outside_body" in spleen and "hu_out_of_range" in spleen, flags
     assert spleen["outside_body"].startswith("100% of the mask")
     assert "outside_body" not in {f.code for f in flags["stomach"]}  # gas belongs in a stomach
-    from organseg.plausibility import holds_gas
+    from organseg.results.plausibility import holds_gas
     assert [o for o in ("lungs", "stomach", "colon", "esophagus", "larynx") if not holds_gas(organ(o))] == []
     assert [o for o in ("liver", "spleen", "spinal_cord", "parotid_left") if holds_gas(organ(o))] == []

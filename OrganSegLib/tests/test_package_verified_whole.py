@@ -20,8 +20,8 @@ import SimpleITK as sitk
 
 from organseg.cli import main
 from organseg.errors import ModelError
-from organseg.model_package import ModelPackage, ModelStore, bundled_models_dir, sha256, write_package
-from organseg.runtime import make_runtime
+from organseg.method.model_package import ModelPackage, ModelStore, bundled_models_dir, sha256, write_package
+from organseg.method.runtime import make_runtime
 
 
 def _copy(name: str, models: Path, as_name: str | None = None) -> Path:
@@ -156,7 +156,7 @@ def test_numbers_that_cannot_be_right_are_refused(tmp_path, field, value, proble
 
 def test_corrupt_weights_with_matching_checksums_exit_3(ct, tmp_path, capsys):
     """A packager who checksums garbage: the ONNX model, the weights for torch, an array of Python objects."""
-    from organseg.runtime import package_network
+    from organseg.method.runtime import package_network
 
     models = tmp_path / "models"
     package = _copy("liver-v1", models)
@@ -194,7 +194,7 @@ class _Payload:
 def test_hostile_or_corrupt_checkpoints_are_refused_and_never_run(tmp_path, content):
     import torch
 
-    from organseg.network import ResUNet2D
+    from organseg.method.network import ResUNet2D
     from organseg.training.config import FitConfig
     from organseg.training.loop import Trainer
 

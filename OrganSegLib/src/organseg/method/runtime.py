@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 
 from organseg.errors import InputError, ModelError, brief
-from organseg.model_package import LABELLER, WEIGHTS_FILE, ModelPackage
+from organseg.method.model_package import LABELLER, WEIGHTS_FILE, ModelPackage
 
 if TYPE_CHECKING:
-    from organseg.network import ResUNet2D
+    from organseg.method.network import ResUNet2D
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -73,7 +73,7 @@ class TorchRuntime:
     def __init__(self, package: ModelPackage, device: str) -> None:
         import torch
 
-        from organseg.network import ResUNet2D
+        from organseg.method.network import ResUNet2D
 
         self.torch = torch
         self.device = torch.device(device)
@@ -90,7 +90,7 @@ def package_network(package: ModelPackage) -> ResUNet2D:
     """The package's network with its weights (needs torch); weights that do not fit it are a ModelError."""
     import torch
 
-    from organseg.network import ResUNet2D
+    from organseg.method.network import ResUNet2D
 
     net = ResUNet2D(package.channels)
     try:
@@ -123,7 +123,7 @@ class LabellerRuntime:
 
 
 def _lung_labeller(parameters: dict, source) -> Labeller:
-    from organseg.lungs import LungParameters, label_lungs
+    from organseg.method.lungs import LungParameters, label_lungs
     try:
         params = LungParameters.from_dict(parameters)
     except (TypeError, ValueError) as err:
