@@ -31,7 +31,7 @@ import numpy as np
 from organseg import __version__
 from organseg.atomic import atomic_dir
 from organseg.catalogue import Organ, organ
-from organseg.errors import ModelError
+from organseg.errors import ModelError, brief
 from organseg.method.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
 
 SCHEMA = "organseg-model/1"
@@ -134,7 +134,7 @@ class ModelPackage:
             with np.load(self.path / WEIGHTS_FILE, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # object arrays raise ValueError
-            raise ModelError(f"{self.path / WEIGHTS_FILE}: not readable as the network's weights ({err}); "
+            raise ModelError(f"{self.path / WEIGHTS_FILE}: not readable as the network's weights ({brief(err)}); "
                              "reinstall the model package") from None
 
     @classmethod

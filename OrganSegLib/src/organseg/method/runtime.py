@@ -73,8 +73,6 @@ class TorchRuntime:
     def __init__(self, package: ModelPackage, device: str) -> None:
         import torch
 
-        from organseg.method.network import ResUNet2D
-
         self.torch = torch
         self.device = torch.device(device)
         self.name = f"torch-{device}"
