@@ -162,14 +162,21 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def ensureLibrary(self, ask=True):
         """Import the logic, installing organseg and ONNX Runtime first (after one confirmation)."""
         global OrganSegLogic
-        from organseg_slicer.dependencies import install, missing_packages
+        from organseg_slicer.dependencies import InstallError, install, install_plan, missing_packages
 
         missing = missing_packages()
         if missing:
-            if not ask or not self.confirm(_(
-                    "OrganSeg needs the Python packages {packages}. Install them now? "
-                    "numpy, SimpleITK and scipy stay at the versions Slicer has.").format(
-                        packages=_(" and ").join(missing))):
+            if not ask:
+                return False
+            try:
+                plan = install_plan(missing)
+            except InstallError as err:
+                slicer.util.errorDisplay(str(err))
+                return False
+            if not self.confirm(_(
+                    "OrganSeg needs the Python packages {packages}. Install them now? pip will install: {plan}. "
+                    "Packages Slicer has stay at its versions.").format(packages=_(" and ").join(missing),
+                                                                         plan=", ".join(plan))):
                 return False
             with slicer.util.WaitCursor():
                 install(missing)

@@ -51,7 +51,7 @@ def corpus(tmp_path_factory, data_dir, dicom_ct, ts_labels, ect_supplemental) ->
     labels = ts_labels[:, :, 8:12]
     return root, {**_segment_cases(root, ct, dicom_slices), **_dicom_cases(root, dicom_slices),
                   **_export_cases(root, data_dir, labels, ect_supplemental), **_batch_cases(root),
-                  **_evaluate_cases(root, data_dir, labels)}
+                  **_evaluate_cases(root, data_dir, labels), **_hostile_cases(root, ct, dicom_slices, data_dir, labels)}
 
 
 def _copy_dicom(files, folder, change=None):
@@ -467,6 +467,115 @@ def _evaluate_cases(root, data_dir, labels):
                                     reference_elsewhere)}
 
 
+def _edit_header(path, offset, fmt, value):
+    """Change header bytes of an uncompressed NIfTI as a broken converter writes them."""
+    import struct
+    data = bytearray(path.read_bytes())
+    data[offset:offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    path.write_bytes(bytes(data))
+
+
+def _hostile_cases(root, ct, dicom_slices, data_dir, labels):
+    """Headers that lie, values that are not HU, packages not verified whole, training data that cannot be right,
+    outputs that are dangling links (issue 26)."""
+    from organseg.method.model_package import bundled_models_dir
+    seg = ["segment"]
+
+    def nifti_zero_slice_spacing(d):
+        _write(ct, d / "zero.nii")
+        _edit_header(d / "zero.nii", 76 + 12, "<f", 0.0)  # pixdim[3]
+        return Case([*seg, str(d / "zero.nii"), "-o", str(d / "out"), "--organs", "liver"], 2,
+                    "voxel size of 0 mm between slices", "zero.nii")
+
+    def nifti_nan_spacing(d):
+        _write(ct, d / "nan.nii")
+        _edit_header(d / "nan.nii", 76 + 4, "<f", float("nan"))  # pixdim[1]
+        return Case([*seg, str(d / "nan.nii"), "-o", str(d / "out"), "--organs", "liver"], 2,
+                    "voxel size of nan mm along x", "nan.nii")
+
+    def sheared_nifti(d):
+        a = np.radians(10)  # srow_y and srow_z: the slice axis leans 10 degrees towards y
+        _write(ct, d / "sheared.nii")
+        _edit_header(d / "sheared.nii", 280 + 16 + 8, "<f", 3 * np.sin(a))
+        _edit_header(d / "sheared.nii", 280 + 32 + 8, "<f", 3 * np.cos(a))
+        return Case([*seg, str(d / "sheared.nii"), "-o", str(d / "out"), "--organs", "liver"], 2,
+                    "axes are sheared: the header's sform has the y and z axes meeting at 80.00 degrees",
+                    "sheared.nii")
+
+    def sheared_nrrd(d):
+        image = sitk.Image(ct)
+        image.SetDirection((-1, 0, 0, 0, -1, 0.2, 0, 0, 0.98))
+        _write(image, d / "sheared.nrrd")
+        return Case([*seg, str(d / "sheared.nrrd"), "-o", str(d / "out"), "--organs", "liver"], 2,
+                    "axes are sheared", "sheared.nrrd")
+
+    def same_position_in_one_series(d):
+        _copy_dicom(dicom_slices, d / "ct")
+
+        def repeat(i, ds):  # slice 0 again, from a second acquisition under the same Series Instance UID
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.AcquisitionNumber, ds.InstanceNumber = 2, 100
+        _copy_dicom(dicom_slices[:1], d / "ct" / "again", repeat)
+        return Case([*seg, str(d / "ct"), "-o", str(d / "out"), "--organs", "liver"], 2,
+                    "lie at one position in 1 place(s), e.g.", "differ in AcquisitionNumber 14 and 2")
+
+    def unrescaled_dicom(d):
+        def stored_values(i, ds):  # stored values without their rescale, -2000 outside the scan circle
+            pixels = ds.pixel_array.astype(np.int16)
+            rows, cols = np.ogrid[:ds.Rows, :ds.Columns]
+            pixels[(rows - ds.Rows / 2) ** 2 + (cols - ds.Columns / 2) ** 2 > (ds.Rows / 2) ** 2] = -2000
+            ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 16, 15
+            ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+            ds.PixelData = pixels.tobytes()
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        _copy_dicom(dicom_slices, d / "ct", stored_values)
+        return Case([*seg, str(d / "ct"), "-o", str(d / "out"), "--organs", "spleen"], 2,
+                    "does not look like Hounsfield units: 0.0% of the scan is near -1000", "ct")
+
+    def package_in_another_organs_folder(d):
+        shutil.copytree(bundled_models_dir() / "liver-v1", d / "models" / "spleen-v9")
+        return Case([*seg, str(root / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "spleen", "--models",
+                     str(d / "models"), "--anchor-rules", "spleen=off"], 3, "holds the liver model version 1",
+                    "spleen-v9")
+
+    def unlisted_file_in_package(d):
+        shutil.copytree(bundled_models_dir() / "liver-v1", d / "models" / "liver-v1")
+        (d / "models" / "liver-v1" / "model.onnx.data").write_bytes(b"\0" * 64)
+        return Case([*seg, str(root / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver", "--models",
+                     str(d / "models"), "--anchor-rules", "liver=off"], 3, "a file model.json does not list",
+                    "model.onnx.data")
+
+    def train_mask_not_binary(d):
+        (d / "data.csv").write_text(f"image,mask,source\n{root / 'ct.nii.gz'},{root / 'ct.nii.gz'},mine\n")
+        return Case(["train", "--organ", "liver", "--data", str(d / "data.csv"), "--out", str(d / "models"),
+                     "--steps", "2", "--quiet"], 2, "a mask without a label must be binary", "ct.nii.gz",
+                    written=d / "models")
+
+    def dangling_output_link(d):
+        (d / "out").symlink_to(d / "gone")
+        return Case([*seg, str(root / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver"], 4,
+                    "which does not exist", "out")
+
+    def reference_without_the_organ(d):
+        (d / "pred" / "masks").mkdir(parents=True)
+        array = sitk.GetArrayFromImage(labels)
+        for key, value in (("liver", 5), ("spleen", 1)):
+            _write(_image((array == value).astype(np.uint8), labels), d / "pred" / "masks" / f"{key}.nii.gz")
+        _write(_image(np.where(array == 1, 1, 0).astype(np.uint8), labels), d / "ts.nii.gz")  # spleen only
+
+        def check():
+            rows = (d / "e" / "metrics.csv").read_text()
+            assert ",spleen," in rows and ",liver," not in rows
+        return Case(["evaluate", "--pred", str(d / "pred"), "--ref", str(d / "ts.nii.gz"), "--ref-labels",
+                     str(data_dir / TS_JSON), "-o", str(d / "e")], 0, "the reference holds no voxel of liver",
+                    "ts.nii.gz", d / "e", check)
+
+    return {f.__name__: f for f in (nifti_zero_slice_spacing, nifti_nan_spacing, sheared_nifti, sheared_nrrd,
+                                    same_position_in_one_series, unrescaled_dicom, package_in_another_organs_folder,
+                                    unlisted_file_in_package, train_mask_not_binary, dangling_output_link,
+                                    reference_without_the_organ)}
+
+
 KINDS = ["truncated", "empty", "two_d", "four_d", "rgb", "mr_like", "one_slice", "oblique", "unsupported", "missing",
          "unknown_organ", "output_is_a_file", "results_without_overwrite", "all_air", "nan_block",
          "implausible_spacing", "overwrite_keeps_others", "default_organs_some_without_model", "sigint", "sigterm",
@@ -476,6 +585,10 @@ KINDS = ["truncated", "empty", "two_d", "four_d", "rgb", "mr_like", "one_slice",
          "duplicated_dicom_file", "no_frame_of_reference", "enhanced_multiframe", "one_bad_among_good",
          "folder_without_cts", "output_is_the_input_dicom", "rerun_with_other_organs", "missing_prediction",
          "foreign_reference", "foreign_reference_with_labels", "reference_elsewhere"]
+#: issue 26: headers that lie, not HU, packages verified whole, training data that cannot be right
+KINDS += ["nifti_zero_slice_spacing", "nifti_nan_spacing", "sheared_nifti", "sheared_nrrd",
+          "same_position_in_one_series", "unrescaled_dicom", "package_in_another_organs_folder",
+          "unlisted_file_in_package", "train_mask_not_binary", "dangling_output_link", "reference_without_the_organ"]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:

@@ -177,11 +177,12 @@ def test_first_use_installs_the_missing_package_after_asking(models, monkeypatch
         h.loadVolume(EXAMPLE_CT, "example_ct")
         h.answer(QMessageBox.Cancel)
         h.click(ui(h).segmentButton)
-        assert h.dialogs[-1].startswith("OrganSeg needs the Python packages onnxruntime. Install them now?")
+        assert h.dialogs[-1].startswith("OrganSeg needs the Python packages onnxruntime. Install them now? "
+                                        "pip will install: onnxruntime 1.32.0.")
         assert installed == [] and h.widget.logic is None
         h.answer(QMessageBox.Ok)
         h.click(ui(h).segmentButton)
-        assert installed[0][0] == "onnxruntime>=1.17" and installed[0][1] == "-c"
+        assert installed[0][0] == "onnxruntime==1.32.0" and installed[0][1] == "-c"
         assert ui(h).statusText.toPlainText().startswith("Installed. Tick the organs")
         assert ui(h).organTree.topLevelItemCount() > 0 and h.widget.logic is not None
     finally:

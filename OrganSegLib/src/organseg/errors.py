@@ -24,3 +24,8 @@ class OutputError(OrganSegError):
     """The output cannot be written without losing existing results."""
 
     exit_code = 4
+
+
+def brief(err: BaseException) -> str:
+    """The first line of a third-party error, for a one-line message that names the file."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]

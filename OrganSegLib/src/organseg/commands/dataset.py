@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.output}: is inside {args.folder}; write the CSV elsewhere (DIR is only read)")
     if csv_path.exists() and not args.overwrite:
         raise OutputError(f"{args.output}: already exists; pass --overwrite to replace it")
-    if not csv_path.parent.is_dir():
-        raise OutputError(f"{args.output}: folder {csv_path.parent} does not exist")
+    if csv_path.parent.exists() and not csv_path.parent.is_dir():
+        raise OutputError(f"{args.output}: {csv_path.parent} is not a folder")
     extra = parse_map(args.map)
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     result, labels_json = import_dataset(folder, csv_path, args.format, extra, say)
@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if not result.cases:
         raise InputError(f"{args.folder}: no usable case ({len(result.skipped)} skipped, reasons above); "
                          "nothing written")
+    try:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{args.output}: cannot create the folder {csv_path.parent} ({err.strerror})") from None
     rows, paths = write_outputs(result, csv_path, labels_json, folder)
     print("| " + " | ".join(COVERAGE_FIELDS) + " |\n|" + "---|" * len(COVERAGE_FIELDS))
     for row in rows:

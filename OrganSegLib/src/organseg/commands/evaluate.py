@@ -125,7 +125,7 @@ def _held_out(args: argparse.Namespace, warn) -> tuple[list[dict], list[Organ]]:
     for number, spec in enumerate(cases, start=1):
         print(f"[{number}/{len(cases)}] segmenting {spec.name} without and with post-processing", file=sys.stderr)
         variants = segment_both_ways(spec, organs, segment, warn)
-        rows += compare({spec.name: variants}, {spec.name: references(spec)}, organs, args.tolerance)
+        rows += compare({spec.name: variants}, {spec.name: references(spec)}, organs, args.tolerance, warn=warn)
     return rows, organs
 
 

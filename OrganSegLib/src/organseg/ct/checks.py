@@ -1,9 +1,10 @@
-"""Whether a read image can be segmented at all (`check_ct`: a scalar 3D volume in HU, else refused), and what
-in a readable CT would make its results silently wrong: voxels that are not numbers, and a voxel spacing no
-human CT has (volumes scale with it). Both are warned about, never ignored.
+"""Whether a read image can be segmented at all (`check_ct`: a scalar 3D volume in HU on perpendicular axes, else
+refused), and what in a readable CT would make its results silently wrong: voxels that are not numbers, and a
+voxel spacing no human CT has (volumes scale with it). Both are warned about, never ignored.
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -16,6 +17,53 @@ NONFINITE_HU = -1024
 #: Plausible spacing of a human CT in mm: in-plane (pixels) and between slices.
 IN_PLANE_MM = (0.2, 6.0)
 SLICE_MM = (0.2, 12.0)
+#: Largest |cosine| between two image axes taken as perpendicular: a shear below it moves no voxel of a 500 mm
+#: field of view by more than 0.5 mm.
+PERPENDICULAR_COS = 1e-3
+_AXES = "xyz"
+
+
+def check_perpendicular(matrix: np.ndarray, source: str | os.PathLike, what: str) -> None:
+    """Refuse image axes (the matrix's columns) that do not meet at right angles: a sheared grid."""
+    lengths = np.linalg.norm(matrix, axis=0)
+    if not np.all(np.isfinite(matrix)) or np.any(lengths == 0):
+        raise InputError(f"{source}: {what} has a zero or undefined axis ({np.round(matrix, 4).tolist()}); "
+                         "the file's geometry is corrupt")
+    unit = matrix / lengths
+    cosines = unit.T @ unit
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        if abs(cosines[i, j]) > PERPENDICULAR_COS:
+            angle = np.degrees(np.arccos(np.clip(cosines[i, j], -1, 1)))
+            raise InputError(f"{source}: the image axes are sheared: {what} has the {_AXES[i]} and {_AXES[j]} axes "
+                             f"meeting at {angle:.2f} degrees, not 90; resample the CT onto a grid with "
+                             "perpendicular axes")
+
+
+#: A CT in HU: air near -1000 (PADDING_HU and below is the padding outside the scan circle) and tissue near 40.
+#: Measured on the 205 real CTs in ../shared/data: air is 32-100% of the voxels above PADDING_HU, the median of
+#: the voxels from -500 to 3000 HU lies between -59 and 46 HU.
+PADDING_HU = -1100
+AIR_MAX_HU = -900
+AIR_MIN = 0.001
+TISSUE_MEDIAN_HU = (-200, 300)
+
+
+def _check_hu_distribution(sample: np.ndarray, source: str | os.PathLike) -> None:
+    """Refuse intensities that are not HU though they reach below -500 (stored values never rescaled, padded
+    outside the scan circle): without it, air inside the scan reads as soft tissue and is segmented as an organ.
+    A scan of air alone (no tissue) passes: there is nothing to segment, and it says so."""
+    values = sample[np.isfinite(sample)]
+    scan = values[values >= PADDING_HU]
+    tissue = scan[(scan > -500) & (scan < 3000)]
+    air = float(np.mean(scan <= AIR_MAX_HU)) if scan.size else 0.0
+    median = float(np.median(tissue)) if tissue.size else math.nan
+    if air < AIR_MIN or (tissue.size and not TISSUE_MEDIAN_HU[0] <= median <= TISSUE_MEDIAN_HU[1]):
+        padding = 1 - scan.size / max(values.size, 1)
+        raise InputError(
+            f"{source}: does not look like Hounsfield units: {air:.1%} of the scan is near -1000 (air) and the "
+            f"tissue's median is {median:.0f} ({padding:.0%} of the voxels lie below {PADDING_HU}, padding?); a CT "
+            "has air near -1000 and soft tissue near 40 HU: were the stored values never rescaled (rescale slope "
+            "and intercept)?")
 
 
 def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
@@ -28,6 +76,7 @@ def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
         raise InputError(f"{source}: is a {dim}D image of size {image.GetSize()}; a 3D CT volume is needed")
     if min(image.GetSize()) < 2:
         raise InputError(f"{source}: has size {image.GetSize()}, a single slice; a 3D CT volume is needed")
+    check_perpendicular(np.array(image.GetDirection(), dtype=float).reshape(3, 3), source, "the direction")
     arr = sitk.GetArrayViewFromImage(image)
     sample = arr[:: max(1, arr.shape[0] // 16)]
     lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
@@ -36,6 +85,7 @@ def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
         raise InputError(
             f"{source}: intensities range from {lo:g} to {hi:g} with {air:.1%} of voxels below -500; "
             "a CT in Hounsfield units has air near -1000 (is this an MR, or a CT without rescale slope/intercept?)")
+    _check_hu_distribution(sample, source)
 
 
 def finite_hu(ct: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:

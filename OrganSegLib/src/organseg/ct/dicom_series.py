@@ -179,11 +179,27 @@ def _sorted_series(folder: Path, uid: str, slices: list[tuple[Path, Dataset]], n
     positions = np.array([np.array(h.ImagePositionPatient, dtype=float) for _, h in slices])
     offsets = (positions - positions[0]) @ normal
     if np.any(np.diff(offsets) < 1e-3):
-        raise InputError(f"{folder}: two slices share a position; the folder mixes acquisitions "
-                         "(choose one with --series-uid)")
+        raise InputError(_same_position(folder, uid, slices, offsets))
     series = Series(folder, uid, [p for p, _ in slices], [h for _, h in slices], offsets, None, notes)
     series.problem = _grid_problem(series, positions)
     return series
+
+
+#: header attributes that tell two scans or reconstructions of one series apart
+_DISTINGUISHING = ("AcquisitionNumber", "AcquisitionTime", "ConvolutionKernel", "SliceThickness", "SeriesNumber")
+
+
+def _same_position(folder: Path, uid: str, slices: list[tuple[Path, Dataset]], offsets: np.ndarray) -> str:
+    """Why a series with two slices at one position cannot be stacked, naming a pair and what differs in it."""
+    same = np.flatnonzero(np.diff(offsets) < 1e-3)
+    (first, a), (second, b) = slices[same[0]], slices[same[0] + 1]
+    differ = [f"{key} {a.get(key)} and {b.get(key)}" for key in _DISTINGUISHING if a.get(key) != b.get(key)]
+    why = (f"they differ in {', '.join(differ)}: the series holds two scans or reconstructions under one Series "
+           "Instance UID; put the slices of each into a folder of its own" if differ else
+           "their headers agree apart from the SOP Instance UID: the same slice saved twice? remove the copies")
+    return (f"{folder}: slices of series {uid or '(no UID)'} lie at one position in {len(same)} place(s), e.g. "
+            f"{first.name} and {second.name} (instance numbers {a.get('InstanceNumber')} and "
+            f"{b.get('InstanceNumber')}, {offsets[same[0]]:.1f} mm along the stack); {why}")
 
 
 def _unique_instances(folder: Path, slices: list[tuple[Path, Dataset]],

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import SimpleITK as sitk
 
-from organseg.ct.checks import check_ct
+from organseg.ct.checks import check_ct, check_perpendicular
 from organseg.ct.grid import array_to_image
 from organseg.errors import InputError
 
@@ -64,6 +64,22 @@ def _read_file(path: Path) -> sitk.Image:
     return image
 
 
+def _check_nifti_geometry(path: Path, header: bytes, order: str, ndim: int) -> None:
+    """Refuse voxel sizes ITK would silently replace (0, negative or NaN pixdim is read as 1 mm, or flips the axis)
+    and a sheared sform (ITK coerces it to perpendicular axes, moving every voxel)."""
+    pixdim = np.frombuffer(header[76:108], f"{order}f4").astype(float)
+    for axis in range(1, min(ndim, 3) + 1):
+        size = pixdim[axis]
+        if not np.isfinite(size) or size <= 0:
+            where = "between slices" if axis == 3 else f"along {'xyz'[axis - 1]}"
+            raise InputError(f"{path}: the header gives a voxel size of {size:g} mm {where} (pixdim[{axis}]); the "
+                             "real spacing is unknown, so every volume would be off: fix the header with the "
+                             "scanner's spacing (e.g. nibabel or SimpleITK SetSpacing) and save the CT again")
+    if np.frombuffer(header[254:256], f"{order}i2")[0] > 0:  # sform_code: the sform is in use
+        sform = np.frombuffer(header[280:328], f"{order}f4").astype(float).reshape(3, 4)[:, :3]
+        check_perpendicular(sform, path, "the header's sform")
+
+
 def _check_nifti(path: Path) -> np.ndarray | None:
     """Refuse a truncated NIfTI (ITK's reader silently pads missing voxel data); return the flat indices of
     NaN/inf voxels of a float NIfTI (ITK reads them as 0), None for other types."""
@@ -84,6 +100,7 @@ def _check_nifti(path: Path) -> np.ndarray | None:
             ndim = int(dims[0])
             if not 1 <= ndim <= 7 or bitpix <= 0:
                 raise InputError(f"{path}: invalid NIfTI header; the file is corrupt")
+            _check_nifti_geometry(path, header, order, ndim)
             expected = vox_offset + int(np.prod(dims[1:ndim + 1].astype(np.int64))) * bitpix // 8
             dtype = {16: f"{order}f4", 64: f"{order}f8"}.get(datatype)
             size, found, carry, index = 348 + len(fh.read(max(vox_offset - 348, 0))), [], b"", 0

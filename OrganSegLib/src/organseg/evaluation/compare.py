@@ -36,6 +36,10 @@ def compare(predictions: dict[str, dict[str, MaskGetter]], references: dict[str,
             if reference is None:
                 warn(f"{case}: no reference mask of {organ.key}; skipped")
                 continue
+            if not sitk.GetArrayViewFromImage(reference).any():  # Dice 0 would blame the prediction
+                source = getattr(references[case], "path", case)
+                warn(f"{source}: the reference holds no voxel of {organ.key}; {case} is not scored for it")
+                continue
             for variant, getter in variants.items():
                 pred = getter(organ)
                 if pred is None:

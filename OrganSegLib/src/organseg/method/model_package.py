@@ -4,6 +4,11 @@ Layout: `<models_dir>/<organ>-v<version>/` holding `model.json`, `weights.npz` (
 arrays, no pickle) and `model.onnx`. `model.json` records the sha256 of each file; loading verifies the
 schema, the organ name and every checksum, and refuses the package with a clear message otherwise.
 
+A package is verified whole, since packages travel between sites: the folder holds `model.json` and exactly the
+files it lists (plain names, no links, no subfolders: an ONNX model's external weights file would otherwise be
+loaded unchecked), its name `<organ>-v<version>` agrees with `model.json`, and the threshold and HU window are
+numbers a network can be run with.
+
 A package of kind `LABELLER` holds a classical labeller instead of a network: `architecture.name` names the
 labeller (see `organseg.method.runtime.LABELLERS`) and `parameters.json` its parameters, checksummed the same way,
 so it is listed, verified and run through the same paths as a network.
@@ -13,8 +18,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +31,7 @@ import numpy as np
 from organseg import __version__
 from organseg.atomic import atomic_dir
 from organseg.catalogue import Organ, organ
-from organseg.errors import ModelError
+from organseg.errors import ModelError, brief
 from organseg.method.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
 
 SCHEMA = "organseg-model/1"
@@ -123,8 +130,12 @@ class ModelPackage:
 
     def state_dict_arrays(self) -> dict[str, np.ndarray]:
         """The network weights as numpy arrays."""
-        with np.load(self.path / WEIGHTS_FILE, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(self.path / WEIGHTS_FILE, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # object arrays raise ValueError
+            raise ModelError(f"{self.path / WEIGHTS_FILE}: not readable as the network's weights ({brief(err)}); "
+                             "reinstall the model package") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ModelPackage":
@@ -151,14 +162,17 @@ class ModelPackage:
             if (meta["input"].get("height"), meta["input"].get("width")) != (INPUT_HEIGHT, INPUT_WIDTH):
                 raise ModelError(f"{meta_path}: input size {meta['input'].get('height')}x"
                                  f"{meta['input'].get('width')} differs from {INPUT_HEIGHT}x{INPUT_WIDTH}")
+            _check_numbers(meta, meta_path)
+        _check_folder_name(path, meta, meta_path)
         main = PARAMETERS_FILE if kind == LABELLER else WEIGHTS_FILE
         if main not in meta["files"]:
             raise ModelError(f"{meta_path}: lists no {main}")
+        _check_contents(path, meta["files"], meta_path)
         for name, info in meta["files"].items():
             file = path / name
             if not file.is_file():
                 raise ModelError(f"{file}: listed in model.json but missing; reinstall the model package")
-            if sha256(file) != info.get("sha256"):
+            if not isinstance(info, dict) or sha256(file) != info.get("sha256"):
                 raise ModelError(f"{file}: checksum does not match model.json (corrupt or modified); "
                                  "reinstall the model package")
         return cls(path, meta)
@@ -225,6 +239,51 @@ def _check_fields(meta: dict[str, Any], required: dict[str, type], meta_path: Pa
             raise ModelError(f"{meta_path}: missing or invalid field '{key}'")
 
 
+def _check_numbers(meta: dict[str, Any], meta_path: Path) -> None:
+    """A network's threshold in (0, 1), an ordered finite HU window, sane widths: else a wrong mask or a crash."""
+    threshold = meta["threshold"]
+    if isinstance(threshold, bool) or not math.isfinite(threshold) or not 0 < threshold < 1:
+        raise ModelError(f"{meta_path}: threshold {threshold} is not a probability between 0 and 1")
+    window = meta["input"].get("hu_window")
+    if not (isinstance(window, list) and len(window) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in window)
+            and window[0] < window[1]):
+        raise ModelError(f"{meta_path}: HU window {window} is not two ordered numbers [low, high]")
+    channels = meta["architecture"].get("channels")
+    if not (isinstance(channels, list) and 1 <= len(channels) <= 8
+            and all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 1024 for c in channels)):
+        raise ModelError(f"{meta_path}: architecture channels {channels} are not 1 to 8 widths of 1 to 1024")
+    levels = meta["input"].get("levels")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ModelError(f"{meta_path}: levels {levels} is not a positive whole number")
+
+
+def _check_folder_name(path: Path, meta: dict[str, Any], meta_path: Path) -> None:
+    """The folder is what the store finds the package by: it must name the organ and version inside."""
+    name = Path(os.path.abspath(path)).name
+    expected = f"{meta['organ']}-v{meta['version']}"
+    if name != expected:
+        raise ModelError(f"{meta_path}: holds the {meta['organ']} model version {meta['version']} but its folder "
+                         f"is named '{name}' (expected '{expected}'); a renamed package is refused")
+
+
+def _check_contents(path: Path, files: dict[str, Any], meta_path: Path) -> None:
+    """Only model.json and the files it lists, each a plain regular file in the folder itself."""
+    for name in files:
+        if (not isinstance(name, str) or name in ("", ".", "..", "model.json") or "/" in name or "\\" in name
+                or ":" in name or os.path.isabs(name) or "\0" in name):
+            raise ModelError(f"{meta_path}: lists the file name {name!r}, which is not a plain name in the package "
+                             "folder; the package is refused")
+    for entry in os.scandir(path):
+        if entry.is_symlink():
+            raise ModelError(f"{path / entry.name}: a link inside a model package is refused; copy the file in and "
+                             "list it in model.json")
+        if entry.name != "model.json" and entry.name not in files:
+            kind = "folder" if entry.is_dir() else "file"
+            raise ModelError(f"{path / entry.name}: a {kind} model.json does not list; a package holds only "
+                             "model.json and the files it lists with their sha256, so it is refused")
+
+
 def _scan(models_dir: Path) -> list[tuple[str, int, Path]]:
     if not models_dir.is_dir():
         return []
@@ -274,4 +333,4 @@ class ModelStore:
             version = max(versions)
         if version not in versions:
             raise ModelError(f"no version {version} of the '{key}' model; installed: {sorted(versions)}")
-        return ModelPackage.load(versions[version])
+        return ModelPackage.load(versions[version])  # its folder name, hence its organ, is verified

@@ -2,12 +2,15 @@
 labeller runtime that labels a whole HU volume with a classical labeller package."""
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
-from organseg.errors import InputError, ModelError
-from organseg.method.model_package import LABELLER, ModelPackage
+from organseg.errors import InputError, ModelError, brief
+from organseg.method.model_package import LABELLER, WEIGHTS_FILE, ModelPackage
+
+if TYPE_CHECKING:
+    from organseg.method.network import ResUNet2D
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -48,7 +51,14 @@ class OrtRuntime:
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(package.onnx_path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(package.onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...) for a bad model
+            raise ModelError(f"{package.onnx_path}: not a usable ONNX model ({brief(err)}); "
+                             "reinstall the model package") from None
+        if [i.name for i in self.session.get_inputs()] != ["slices"] or len(self.session.get_outputs()) != 1:
+            raise ModelError(f"{package.onnx_path}: is not an OrganSeg network (one input 'slices', one output); "
+                             "reinstall the model package")
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -63,19 +73,30 @@ class TorchRuntime:
     def __init__(self, package: ModelPackage, device: str) -> None:
         import torch
 
-        from organseg.method.network import ResUNet2D
-
         self.torch = torch
         self.device = torch.device(device)
         self.name = f"torch-{device}"
-        net = ResUNet2D(package.channels)
-        net.load_state_dict({k: torch.from_numpy(v) for k, v in package.state_dict_arrays().items()})
-        self.net = net.eval().to(self.device)
+        self.net = package_network(package).eval().to(self.device)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
             x = self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             return self.torch.sigmoid(self.net(x))[:, 0].float().cpu().numpy()
+
+
+def package_network(package: ModelPackage) -> ResUNet2D:
+    """The package's network with its weights (needs torch); weights that do not fit it are a ModelError."""
+    import torch
+
+    from organseg.method.network import ResUNet2D
+
+    net = ResUNet2D(package.channels)
+    try:
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in package.state_dict_arrays().items()})
+    except (RuntimeError, TypeError) as err:  # missing, unexpected or misshapen tensors; non-numeric arrays
+        raise ModelError(f"{package.path / WEIGHTS_FILE}: does not hold the weights of the network model.json "
+                         f"describes ({brief(err)}); reinstall the model package") from None
+    return net
 
 
 class LabellerRuntime:

@@ -49,6 +49,9 @@ def check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
     """Write and remove a small file where the results will go; a read-only or full location fails here."""
     where = outdir
     while not where.exists() and where != where.parent:
+        if where.is_symlink():  # a dangling link: creating the folder would fail only after the work
+            raise OutputError(f"{outdir}: {where} is a link to {os.readlink(where)}, which does not exist; create "
+                              "the link's target or choose another output folder")
         where = where.parent
     if not where.is_dir():
         raise OutputError(f"{outdir}: cannot be created, {where} is not a folder")

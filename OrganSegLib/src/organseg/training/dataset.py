@@ -41,13 +41,16 @@ def read_dataset(path: str | Path) -> list[CaseSpec]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such dataset CSV")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
-                             "image, mask, source (and optionally label, labels, case)")
-        rows = list(reader)
+    try:  # utf-8-sig: Excel saves "CSV UTF-8" with a byte-order mark, which would stick to the first column
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
+                                 "image, mask, source (and optionally label, labels, case)")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: not a readable UTF-8 CSV ({err}); save it as CSV UTF-8") from None
     if not rows:
         raise InputError(f"{path}: lists no cases")
     specs = [_spec(path, i, row) for i, row in enumerate(rows, start=2)]
@@ -103,8 +106,20 @@ def organ_mask(spec: CaseSpec, organ: Organ) -> sitk.Image:
     elif spec.label_ids is not None:
         ids = spec.label_ids
     else:
-        return sitk.Cast(image != 0, sitk.sitkUInt8)
+        return binary_mask(image, spec.mask)
     return select_labels(image, ids)
+
+
+def binary_mask(image: sitk.Image, source: Path) -> sitk.Image:
+    """A mask given without label ids, which must be binary: anything else (a label map, the CT itself) would
+    train on whatever is not 0."""
+    values = sitk.GetArrayViewFromImage(image)
+    found = values[values != 0]
+    if found.size and found.min() != found.max():
+        raise InputError(f"{source}: is given as a mask but holds values from {found.min():g} to {found.max():g} "
+                         "besides 0; a mask without a label must be binary: name the organ's label ids in the "
+                         "CSV's 'label' column (or a labels JSON in 'labels')")
+    return sitk.Cast(image != 0, sitk.sitkUInt8)
 
 
 def canonical_case(spec: CaseSpec, organs: list[Organ]) -> CanonicalCase:

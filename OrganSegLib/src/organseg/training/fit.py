@@ -14,6 +14,7 @@ from organseg.catalogue import Organ, organ as find_organ
 from organseg.errors import OutputError
 from organseg.method.model_package import ModelPackage, ModelStore, write_package
 from organseg.method.network import DEFAULT_CHANNELS, ResUNet2D
+from organseg.method.runtime import package_network
 from organseg.training.augment import Augmentation
 from organseg.training.cases import CaseSlices, decode, log_to_stderr
 from organseg.training.config import CHECKPOINT, FitConfig
@@ -64,9 +65,7 @@ def fit_organ(organ_key: str, cases: list[CaseSlices], data: tuple[str, str], ou
     (work / "split.json").write_text(json.dumps(split.description, indent=2) + "\n")
 
     torch.manual_seed(config.seed)  # reproducible initial weights
-    net = ResUNet2D(parent.channels if parent else DEFAULT_CHANNELS)
-    if parent is not None:
-        net.load_state_dict({k: torch.from_numpy(v) for k, v in parent.state_dict_arrays().items()})
+    net = package_network(parent) if parent is not None else ResUNet2D(DEFAULT_CHANNELS)
     settings = {k: v for k, v in asdict(config).items() if k not in ("max_steps", "patience", "max_seconds")}
     identity = {"organ": organ.key, "data_sha256": data[1], "margin": margin, **settings,
                 "parent": parent.meta["files"]["weights.npz"]["sha256"] if parent else None}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from organseg.errors import InputError, OrganSegError
+from organseg.errors import InputError, ModelError, OrganSegError, brief
 from organseg.masks import dice
 from organseg.method.network import ResUNet2D
 from organseg.training.config import FitConfig
@@ -147,17 +147,26 @@ class Trainer:
         """Continue from the checkpoint file (same data, organ and settings)."""
         if self.checkpoint is None or not self.checkpoint.is_file():
             raise InputError(f"{self.checkpoint}: no checkpoint to resume from; start without --resume")
-        saved = torch.load(self.checkpoint, weights_only=True, map_location="cpu")
-        if json.loads(saved["identity"]) != self.identity:
+        try:  # weights_only: a checkpoint is data, never code, even one from elsewhere
+            saved = torch.load(self.checkpoint, weights_only=True, map_location="cpu")
+            identity = json.loads(saved["identity"])
+        except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for a bad file
+            raise ModelError(f"{self.checkpoint}: not a readable OrganSeg checkpoint ({brief(err)}); "
+                             "delete it or start without --resume") from None
+        if identity != self.identity:
             raise InputError(f"{self.checkpoint}: was made for other data, organ or settings "
                              f"({saved['identity']}); use another --work folder or delete it")
-        self.net.load_state_dict(saved["net"])
-        self.optimiser.load_state_dict(saved["optimiser"])
-        self.best = {k: v.numpy() for k, v in saved["best"].items()}
-        self.state = FitState(**json.loads(saved["state"]))
+        try:
+            self.net.load_state_dict(saved["net"])
+            self.optimiser.load_state_dict(saved["optimiser"])
+            self.best = {k: v.numpy() for k, v in saved["best"].items()}
+            self.state = FitState(**json.loads(saved["state"]))
+            self.rng.bit_generator.state = self.state.rng
+            torch.set_rng_state(saved["torch_rng"])
+        except Exception as err:  # missing keys, misshapen tensors, a state of another version
+            raise ModelError(f"{self.checkpoint}: a damaged OrganSeg checkpoint ({brief(err)}); "
+                             "delete it or start without --resume") from None
         self.state.stopped_early = self.state.bad_validations >= self.config.patience  # --patience may be new
-        self.rng.bit_generator.state = self.state.rng
-        torch.set_rng_state(saved["torch_rng"])
 
     def save(self) -> None:
         """Write the checkpoint atomically."""
