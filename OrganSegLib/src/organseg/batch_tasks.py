@@ -19,8 +19,10 @@ from organseg.batch import FAILED, BatchOptions, CaseRow, run_case, write_summar
 from organseg.cluster import Cluster, ClusterSpec, connect
 from organseg.cluster_tasks import Task, run_tasks
 from organseg.io import memory_needed
+from organseg.errors import InputError
 from organseg.model_package import ModelStore
 from organseg.outputs import holds_results
+from organseg.paths import itk_path
 from organseg.segmenter import Segmenter
 
 
@@ -68,11 +70,11 @@ def header_memory(ct: Path) -> float:
             return float(memory_needed((int(header.Columns), int(header.Rows), len(files)),
                                        int(header.BitsAllocated) // 8))
         reader = sitk.ImageFileReader()
-        reader.SetFileName(str(ct))
+        reader.SetFileName(itk_path(ct))
         reader.ReadImageInformation()
         pixel_bytes = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID()).GetSizeOfPixelComponent()
         return float(memory_needed(reader.GetSize(), pixel_bytes))
-    except (RuntimeError, OSError, StopIteration, AttributeError, ValueError):
+    except (RuntimeError, OSError, StopIteration, AttributeError, ValueError, InputError):
         return 0.0
 
 

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 from organseg.atomic import atomic_file
 from organseg.errors import InputError, OutputError
+from organseg.paths import itk_path
 from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -37,6 +38,7 @@ def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irr
     `series_uid` and `resample_irregular` apply to DICOM folders (see `organseg.dicom_series.read_series`).
     """
     path = Path(path)
+    itk_path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -53,7 +55,7 @@ def _read_file(path: Path) -> sitk.Image:
         raise InputError(f"{path}: unsupported file type; give a NIfTI, NRRD or MHA file or a DICOM folder")
     nonfinite = _check_nifti(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     try:
-        image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(itk_path(path))
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated ({reason[:160]})") from None
@@ -163,7 +165,7 @@ def atomic_write_image(image: sitk.Image, path: str | os.PathLike, compress: boo
     path = Path(path)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
     with atomic_file(path, suffix) as tmp:
-        sitk.WriteImage(image, str(tmp), compress)
+        sitk.WriteImage(image, itk_path(tmp, OutputError), compress)
 
 
 def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:

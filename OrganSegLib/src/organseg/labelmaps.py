@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from organseg.catalogue import Organ
 from organseg.errors import InputError
+from organseg.paths import itk_path
 
 
 def read_label_names(path: str | Path) -> dict[int, str]:
@@ -69,6 +70,6 @@ def read_image(path: str | Path, what: str) -> sitk.Image:
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
     try:
-        return sitk.ReadImage(str(path))
+        return sitk.ReadImage(itk_path(path))
     except RuntimeError:
         raise InputError(f"{path}: cannot read the {what} (corrupt or not an image)") from None

@@ -24,6 +24,7 @@ from organseg.catalogue import CATEGORY, organ
 from organseg.errors import OutputError
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
 from organseg.io import atomic_write_image, output_path
+from organseg.paths import itk_path
 from organseg.result import Result
 from organseg.stats import FIELDS
 
@@ -47,7 +48,9 @@ def check_output_dir(outdir: Path, overwrite: bool) -> None:
 
 
 def check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
-    """Write and remove a small file where the results will go; a read-only or full location fails here."""
+    """Write and remove a small file where the results will go; a read-only or full location fails here, and
+    so does a name the image library cannot write to (InputError)."""
+    itk_path(outdir)
     where = outdir
     while not where.exists() and where != where.parent:
         where = where.parent

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from organseg.catalogue import ORGANS, organ
 from organseg.dicom_series import Series
 from organseg.errors import InputError
+from organseg.paths import itk_path
 from organseg.export.source import array_on_series_grid
 from organseg.io import IMAGE_SUFFIXES
 from organseg.labelmaps import map_label_names
@@ -54,7 +55,7 @@ def load_masks(seg: str | Path, series: Series, organs: list[str] | None = None,
 
 def _read(path: Path, series: Series) -> np.ndarray:
     try:
-        image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(itk_path(path))
     except RuntimeError:
         raise InputError(f"{path}: cannot read the image") from None
     return array_on_series_grid(image, series, path)
