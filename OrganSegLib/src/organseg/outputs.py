@@ -6,12 +6,16 @@ Layout: `masks/<organ>.nii.gz` (or .nrrd), `segmentation.nii.gz` (multi-label, c
 filesystem, so renames work on mounted volumes) and moved into place file by file at the end, with
 SIGINT/SIGTERM held during the move: an interrupted run leaves the earlier results or the complete new
 ones, never a mix. With `overwrite`, only the files this run writes are replaced; other masks and the
-user's own files stay. A move cut short by SIGKILL is finished by the next run that looks at the folder.
+user's own files stay, unless the earlier result is of another CT (stats.json's `source`): then all of
+OrganSeg's own earlier files go (masks of other organs on another grid would pass for this CT's), the user's
+stay, and a warning names what was removed. A move cut short by SIGKILL is finished by the next run that
+looks at the folder.
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 from contextlib import suppress
@@ -22,13 +26,19 @@ from organseg import __version__
 from organseg.atomic import remove_stale, signals_deferred, temp_dir, temp_kind
 from organseg.catalogue import CATEGORY, organ
 from organseg.errors import OutputError
+from organseg.export.output_types import DICOM_FILES
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
 from organseg.io import atomic_write_image, output_path
 from organseg.paths import itk_path
 from organseg.result import Result
 from organseg.stats import FIELDS
 
+log = logging.getLogger(__name__)
+
 RESULT_MARKERS = ("stats.json", "segmentation.nii.gz", "segmentation.nrrd", "masks")
+#: What a run writes besides the masks: OrganSeg's own files in a result folder.
+OWN_FILES = ("segmentation.nii.gz", "segmentation.nrrd", SEG_NRRD, "labels.json", "stats.csv", "stats.json",
+             *DICOM_FILES.values())
 
 
 def holds_results(outdir: Path) -> bool:
@@ -146,13 +156,42 @@ def _write_stats(result: Result, folder: Path, source: str) -> None:
     (folder / "stats.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def _of_another_ct(src: Path, dst: Path) -> tuple[str, list[Path]]:
+    """The CT of `dst`'s earlier result and, where it is not `src`'s CT, OrganSeg's own files of it that `src`
+    does not replace (relative paths); a result that does not name its CT is taken for the same CT's."""
+    try:
+        earlier = json.loads((dst / "stats.json").read_text())
+        old, new = str(earlier["source"]), str(json.loads((src / "stats.json").read_text())["source"])
+        organs = [str(row["organ"]) for row in earlier["organs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "", []
+    if not old or not new or old == new or _same_file(old, new):
+        return old, []
+    names = [*OWN_FILES, *(f"masks/{key}{ext}" for key in organs for ext in (".nii.gz", ".nrrd"))]
+    return old, [Path(n) for n in names if (dst / n).is_file() and not (src / n).exists()]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
 def _merge(src: Path, dst: Path) -> None:
     """Move every file under `src` to the same place under `dst`; the file it replaces is set aside and
-    removed at the end. On an error every step is undone, the folders it created (e.g. `masks/`) included."""
+    removed at the end, and so are OrganSeg's own files of an earlier result of another CT (`_of_another_ct`).
+    On an error every step is undone, the folders it created (e.g. `masks/`) included."""
     aside = temp_dir(dst, "old")
+    earlier_ct, stale = _of_another_ct(src, dst)
     moved: list[tuple[Path, bool]] = []
     made: list[Path] = []
+    removed: list[Path] = []
     try:
+        for rel in stale:
+            (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dst / rel).rename(aside / rel)
+            removed.append(rel)
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             rel = path.relative_to(src)
             target = dst / rel
@@ -170,12 +209,17 @@ def _merge(src: Path, dst: Path) -> None:
                 (dst / rel).rename(src / rel)
             if replaced:
                 (aside / rel).rename(dst / rel)
+        for rel in reversed(removed):
+            (aside / rel).rename(dst / rel)
         for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
             with suppress(OSError):  # not empty: another process put a file there meanwhile, keep it
                 folder.rmdir()
         raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
+    if removed:
+        log.warning(f"{dst}: removed the earlier results of another CT ({earlier_ct}): "
+                    f"{', '.join(r.as_posix() for r in removed)}")
 
 
 def finish_interrupted(outdir: Path) -> None:
