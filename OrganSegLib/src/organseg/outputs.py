@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from organseg import __version__
-from organseg.atomic import remove_stale, signals_deferred, temp_dir, temp_kind
+from organseg.atomic import release, remove_stale, signals_deferred, temp_dir, temp_kind
 from organseg.catalogue import CATEGORY, organ
 from organseg.errors import OutputError
 from organseg.export.output_types import DICOM_FILES
@@ -78,6 +78,7 @@ def check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
     finally:
         if probe is not None:
             shutil.rmtree(probe, ignore_errors=True)
+            release(where)
 
 
 def labels_table(result: Result) -> list[dict]:
@@ -106,9 +107,9 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     outdir = Path(outdir)
     check_output_dir(outdir, overwrite)
     created = not outdir.exists()
+    where = outdir.parent if created else outdir
     tmp = None
     try:
-        where = outdir.parent if created else outdir
         where.mkdir(parents=True, exist_ok=True)
         remove_stale(where)
         tmp = temp_dir(where, "new")
@@ -135,6 +136,7 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        release(where)
     return outdir
 
 
@@ -217,6 +219,7 @@ def _merge(src: Path, dst: Path) -> None:
         raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
+        release(dst)
     if removed:
         log.warning(f"{dst}: removed the earlier results of another CT ({earlier_ct}): "
                     f"{', '.join(r.as_posix() for r in removed)}")
