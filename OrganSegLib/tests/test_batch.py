@@ -105,7 +105,7 @@ def hostile_cohort(folder: Path, data_dir: Path) -> dict[str, Path]:
     folder.mkdir(parents=True)
     sitk.WriteImage(sitk.ReadImage(str(data_dir / "example_ct.nii.gz"))[:, :, 95:98], str(folder / "good.nii.gz"))
     names = {"dots": "...nii.gz", "dot": "..nii.gz",
-             "temp_like": f".organseg-new-{socket.gethostname()}-999999999-x.nii.gz",
+             "temp_like": f".organseg-new-{socket.gethostname()}-999999999-0123456789abcdef-x.nii.gz",
              "long": "x" * 240 + ".nii.gz", "not_utf8": os.fsdecode(b"caf\xe9.nii.gz"),
              "summary": "batch_summary.csv.nii.gz"}
     for name in names.values():
