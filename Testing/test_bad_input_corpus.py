@@ -450,8 +450,8 @@ def _batch_cases(root):
         that are not UTF-8. Each result lands in a folder of its own inside -o; the last fails alone."""
         import socket
         (d / "cts").mkdir()
-        names = ["...nii.gz", f".organseg-new-{socket.gethostname()}-999999999-0123456789abcdef-x.nii.gz", "y" * 240 + ".nii.gz",
-                 os.fsdecode(b"caf\xe9.nii.gz")]
+        names = ["...nii.gz", f".organseg-new-{socket.gethostname()}-999999999-0123456789abcdef-x.nii.gz",
+                 "y" * 240 + ".nii.gz", os.fsdecode(b"caf\xe9.nii.gz")]
         for name in names:
             shutil.copy(root / "ct.nii.gz", d / "cts" / name)
 
