@@ -1,12 +1,16 @@
 """Shared pytest fixtures: the real CT fixtures in ../shared/data and small model packages trained on them.
 
-Tests that need the real data skip with a clear reason when ../shared/data/totalseg_example is absent.
+Tests that need the real data skip with a clear reason when ../shared/data/totalseg_example is absent. Test data
+that the [test] extra declares (pydicom-data's multi-frame CT) fails a test when missing: it never skips or
+downloads. `--strict-skips` (or ORGANSEG_STRICT_SKIPS=1, as .ci/run sets) fails the run when any test skipped for
+a missing Python package or data file, so that a clean install proves every test ran.
 The model packages are trained here for a few steps on the real DICOM series: they exercise the whole
 path (geometry, statistics, outputs), not accuracy.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,26 @@ import pytest
 REPO = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("ORGANSEG_TEST_DATA", REPO.parent / "shared" / "data" / "totalseg_example"))
 TS_LIVER, TS_SPLEEN = 5, 1
+#: Skip reasons that mean a missing Python package or data file (not a missing system tool or privilege).
+MISSING = re.compile(r"could not import|No module named|not installed|not found at")
+_missing_skips: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--strict-skips", action="store_true", default=os.environ.get("ORGANSEG_STRICT_SKIPS") == "1",
+                     help="fail the run when a test skipped for a missing Python package or data file (CI)")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple) and MISSING.search(report.longrepr[2]):
+        _missing_skips.append(f"{report.nodeid}: {report.longrepr[2]}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.getoption("--strict-skips") and _missing_skips:
+        print(f"\n--strict-skips: {len(_missing_skips)} test(s) skipped for a missing package or data file:")
+        print("\n".join(f"  {line}" for line in _missing_skips))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def train_steps(net, inputs: np.ndarray, targets: np.ndarray, steps: int, batch_size: int = 8, lr: float = 1e-3,
@@ -57,6 +81,16 @@ def openkbp_dir() -> Path:
     if not (folder / "cases.csv").is_file():
         pytest.skip(f"OpenKBP head-and-neck CTs not found at {folder} (provide ../shared/data/openkbp_hn)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def ect_supplemental() -> Path:
+    """pydicom-data's enhanced multi-frame CT (two frames stored against slice order), a [test] dependency."""
+    from pydicom.data import get_testdata_file
+    path = get_testdata_file("eCT_Supplemental.dcm", download=False)
+    if path is None:
+        pytest.fail("pydicom-data's eCT_Supplemental.dcm is missing: pip install -e 'OrganSegLib[test]'")
+    return Path(path)
 
 
 @pytest.fixture(scope="session")

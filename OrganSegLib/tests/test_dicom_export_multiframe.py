@@ -24,12 +24,9 @@ ORGANS = {"liver": 1, "spleen": 2}
 
 
 @pytest.fixture(scope="module")
-def enhanced(tmp_path_factory):
+def enhanced(tmp_path_factory, ect_supplemental):
     """(folder holding ct/ect.dcm and seg/<organ>.nii.gz, the CT dataset, the ITK image, organ -> mask)."""
-    from pydicom.data import get_testdata_file
-    source = get_testdata_file("eCT_Supplemental.dcm")
-    if source is None:
-        pytest.skip("pydicom-data's eCT_Supplemental.dcm is not installed")
+    source = ect_supplemental
     folder = tmp_path_factory.mktemp("enhanced")
     (folder / "ct").mkdir()
     shutil.copy(source, folder / "ct" / "ect.dcm")
