@@ -86,8 +86,9 @@ def test_a_folder_stands_for_its_ct_files_and_dicom_series_one_level_deep(tmp_pa
 
 
 def test_a_list_file_names_cts_relative_to_itself(tmp_path):
-    (tmp_path / "list.txt").write_text("# cohort\ns0001/ct.nii.gz\n\n/abs/ct.nrrd\n")
-    assert read_list(tmp_path / "list.txt") == [tmp_path / "s0001" / "ct.nii.gz", Path("/abs/ct.nrrd")]
+    (tmp_path / "list.txt").write_bytes(b"# cohort\ns0001/ct.nii.gz\n\n/abs/ct.nrrd\ncaf\xe9.nii.gz\n")
+    assert read_list(tmp_path / "list.txt") == [tmp_path / "s0001" / "ct.nii.gz", Path("/abs/ct.nrrd"),
+                                                tmp_path / os.fsdecode(b"caf\xe9.nii.gz")]
 
 
 def test_batch_without_cts_or_with_an_unknown_organ_stops_before_any_work(tmp_path, cohort, capsys):

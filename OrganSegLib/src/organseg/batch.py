@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,10 +80,11 @@ def find_cts(inputs: list[Path]) -> list[Path]:
 def read_list(path: Path) -> list[Path]:
     """Paths of a list file, one per line; blank lines and lines starting with '#' are skipped.
 
-    Relative paths are relative to the list file's folder.
+    Relative paths are relative to the list file's folder. Bytes that are not UTF-8 are kept as the file
+    system's own names keep them (a list written by `ls` of Latin-1 names names those files).
     """
     try:
-        lines = path.read_text().splitlines()
+        lines = os.fsdecode(path.read_bytes()).splitlines()
     except OSError as err:
         raise InputError(f"{path}: cannot read the list of CTs ({err.strerror})") from None
     return [path.parent / line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
