@@ -207,6 +207,17 @@ def _segment_cases(root, ct, dicom_slices):
         return Case([*seg, str(other), "-o", str(d / "out"), "--organs", "liver", "--overwrite"], 0,
                     "removed the earlier results of another CT", "masks/spleen.nii.gz", d / "out", check)
 
+    def overwrite_with_the_ct_file_replaced(d):
+        """The same path, another CT in it since: told apart by the grid of the earlier masks."""
+        shutil.copy(root / "ct.nii.gz", d / "ct.nii.gz")
+        assert main([*seg, str(d / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver,spleen"]) == 0
+        _write(sitk.ReadImage(str(root / "ct.nii.gz"))[:, 10:, :], d / "ct.nii.gz")
+
+        def check():
+            assert sorted(p.name for p in (d / "out" / "masks").iterdir()) == ["liver.nii.gz", "lungs.nii.gz"]
+        return Case([*seg, str(d / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver", "--overwrite"], 0,
+                    "removed the earlier results of another CT", "masks/spleen.nii.gz", d / "out", check)
+
     def not_utf8_name(d):
         shutil.copy(root / "ct.nii.gz", d / os.fsdecode(b"caf\xe9.nii.gz"))
         return Case([*seg, str(d / os.fsdecode(b"caf\xe9.nii.gz")), "-o", str(d / "out"), "--organs", "liver"], 2,
@@ -269,7 +280,7 @@ def _segment_cases(root, ct, dicom_slices):
                                     nan_block, implausible_spacing, overwrite_keeps_others, sigint, sigterm,
                                     default_organs_some_without_model,
                                     read_only_output, other_filesystem_output, overwrite_with_another_ct,
-                                    not_utf8_name, not_utf8_output)}
+                                    overwrite_with_the_ct_file_replaced, not_utf8_name, not_utf8_output)}
 
 
 def _dicom_cases(root, slices):
@@ -546,7 +557,7 @@ KINDS = ["truncated", "empty", "two_d", "four_d", "rgb", "mr_like", "one_slice",
          "folder_without_cts", "output_is_the_input_dicom", "rerun_with_other_organs", "missing_prediction",
          "foreign_reference", "foreign_reference_with_labels", "reference_elsewhere", "overwrite_with_another_ct",
          "not_utf8_name", "not_utf8_output", "organseg_labels_json", "hostile_case_names",
-         "reference_with_organseg_labels"]
+         "reference_with_organseg_labels", "overwrite_with_the_ct_file_replaced"]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:

@@ -22,10 +22,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import SimpleITK as sitk
+
 from organseg import __version__
 from organseg.atomic import release, remove_stale, signals_deferred, temp_dir, temp_kind
 from organseg.catalogue import CATEGORY, organ
-from organseg.errors import OutputError
+from organseg.errors import InputError, OutputError
 from organseg.export.output_types import DICOM_FILES
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
 from organseg.io import atomic_write_image, output_path
@@ -159,18 +162,24 @@ def _write_stats(result: Result, folder: Path, source: str) -> None:
 
 
 def _of_another_ct(src: Path, dst: Path) -> tuple[str, list[Path]]:
-    """The CT of `dst`'s earlier result and, where it is not `src`'s CT, OrganSeg's own files of it that `src`
-    does not replace (relative paths); a result that does not name its CT is taken for the same CT's."""
+    """Which CT `dst`'s earlier result is of and, where it is not `src`'s CT, OrganSeg's own files of it that
+    `src` does not replace (relative paths). Another CT: another file, or the same path with masks on
+    another grid (the file was replaced). A result that does not name its CT is taken for the same CT's."""
     try:
         earlier = json.loads((dst / "stats.json").read_text())
         old, new = str(earlier["source"]), str(json.loads((src / "stats.json").read_text())["source"])
         organs = [str(row["organ"]) for row in earlier["organs"]]
     except (OSError, ValueError, KeyError, TypeError):
         return "", []
-    if not old or not new or old == new or _same_file(old, new):
-        return old, []
     names = [*OWN_FILES, *(f"masks/{key}{ext}" for key in organs for ext in (".nii.gz", ".nrrd"))]
-    return old, [Path(n) for n in names if (dst / n).is_file() and not (src / n).exists()]
+    own = [Path(n) for n in names if (dst / n).is_file() and not (src / n).exists()]
+    if not old or not new:
+        return old, []
+    if old != new and not _same_file(old, new):
+        return old, own
+    grid = _grid(src / "segmentation.nii.gz") or _grid(src / "segmentation.nrrd")
+    moved = grid is not None and any(_off_grid(_grid(dst / p), grid) for p in own if p.parts[0] == "masks")
+    return f"{old}, replaced since: masks on another grid", own if moved else []
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -178,6 +187,22 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except (OSError, ValueError):
         return False
+
+
+def _grid(path: Path) -> tuple[tuple[int, ...], np.ndarray] | None:
+    """Size, and spacing, origin and direction in one array, of an image file; None where it cannot be read."""
+    reader = sitk.ImageFileReader()
+    try:
+        reader.SetFileName(itk_path(path))
+        reader.ReadImageInformation()
+    except (RuntimeError, InputError):
+        return None
+    return tuple(reader.GetSize()), np.array([*reader.GetSpacing(), *reader.GetOrigin(), *reader.GetDirection()])
+
+
+def _off_grid(grid: tuple[tuple[int, ...], np.ndarray] | None, reference: tuple[tuple[int, ...], np.ndarray]) -> bool:
+    """Whether a readable image is on another grid (NIfTI keeps geometry in float32: 1e-3 mm is the same)."""
+    return grid is not None and (grid[0] != reference[0] or not np.allclose(grid[1], reference[1], atol=1e-3))
 
 
 def _merge(src: Path, dst: Path) -> None:
