@@ -96,7 +96,7 @@ def ect_supplemental() -> Path:
 @pytest.fixture(scope="session")
 def dicom_ct(data_dir: Path):
     """The real 20-slice DICOM CT series as a SimpleITK image."""
-    from organseg.io import read_ct
+    from organseg.ct.read import read_ct
     return read_ct(data_dir / "example_ct_dicom")
 
 
@@ -108,18 +108,32 @@ def ts_labels(data_dir: Path, dicom_ct):
     return sitk.Resample(seg, dicom_ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, seg.GetPixelID())
 
 
+def _organ_slices(ct, mask, margin: int = 30, margin_below: int | None = None):
+    """The slice pairs training makes of one CT and organ mask: its axial range +/- `margin` slices."""
+    from organseg.training.canonical import canonical_arrays
+    from organseg.training.slices import slice_pairs
+
+    volume, (target,) = canonical_arrays(ct, [mask])
+    return slice_pairs(volume, target, None, margin, margin_below=margin_below)
+
+
+@pytest.fixture(scope="session")
+def organ_slices():
+    """`_organ_slices` for tests: slice pairs of a CT and one organ mask."""
+    return _organ_slices
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory, dicom_ct, ts_labels) -> Path:
     """A models folder with liver and spleen packages trained for a few steps on the real DICOM series."""
     import SimpleITK as sitk
-    from organseg.model_package import write_package
-    from organseg.network import ResUNet2D
+    from organseg.method.model_package import write_package
+    from organseg.method.network import ResUNet2D
     from organseg.training.loop import state_dict_arrays
-    from organseg.training.slices import organ_slices
 
     models = tmp_path_factory.mktemp("models")
     for key, label in (("liver", TS_LIVER), ("spleen", TS_SPLEEN)):
-        pairs = organ_slices(dicom_ct, sitk.Cast(ts_labels == label, sitk.sitkUInt8))
+        pairs = _organ_slices(dicom_ct, sitk.Cast(ts_labels == label, sitk.sitkUInt8))
         net = ResUNet2D()
         losses = train_steps(net, pairs.inputs, pairs.targets, steps=12, batch_size=4, seed=1)
         assert np.mean(losses[-3:]) < np.mean(losses[:3]), f"{key}: loss did not fall in the fixture training"

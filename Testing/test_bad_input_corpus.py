@@ -229,7 +229,7 @@ def _segment_cases(root, ct, dicom_slices):
 
     def default_organs_some_without_model(d):
         from organseg.catalogue import ORGANS
-        from organseg.model_package import ModelStore, bundled_models_dir
+        from organseg.method.model_package import ModelStore, bundled_models_dir
         bundled = set(ModelStore([bundled_models_dir()]).available())
 
         def check():
@@ -421,7 +421,7 @@ def _export_cases(root, data_dir, labels, ect_supplemental):
         return Case(args, 2, "have no Frame of Reference UID", "ct")
 
     def enhanced_multiframe(d):
-        from organseg.dicom_series import read_series
+        from organseg.ct.dicom_series import read_series
         (d / "ct").mkdir()
         shutil.copy(ect_supplemental, d / "ct" / "ect.dcm")
         (d / "seg").mkdir()

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 pytest.importorskip("distributed", reason="the cluster extra is not installed: pip install 'organseg[cluster]'")
 
 from organseg.cli import main  # noqa: E402
-from organseg.cluster import ClusterSpec, connect, slurm_cluster  # noqa: E402
+from organseg.cohort.cluster import ClusterSpec, connect, slurm_cluster  # noqa: E402
 
 HN_CASES = ("train/pt_1", "train/pt_10", "validation/pt_201")
 

@@ -16,7 +16,7 @@ from matplotlib.path import Path as PolygonPath
 
 from organseg.cli import main
 from organseg.export.output_types import dicom_writers
-from organseg.outputs import write_result
+from organseg.results.folder import write_result
 import dciodvfy
 from reference_result import reference_result
 

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from organseg.dicom_series import find_series, read_series
+from organseg.ct.dicom_series import find_series, read_series
 from organseg.errors import InputError
 
 

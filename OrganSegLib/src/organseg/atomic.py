@@ -23,6 +23,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
+import SimpleITK as sitk
+
+from organseg.errors import OutputError, itk_path
+
 TEMP_PREFIX = ".organseg-"
 LIVE = "live"  #: the kind of the lock file of a process's temporary files in a folder
 _NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<kind>[a-z]+)-(?P<owner>.+-\d+-[0-9a-f]{{16}})(?:-|$)")
@@ -175,3 +179,11 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(s, handler)
         if caught:
             signal.raise_signal(caught[0])
+
+
+def atomic_write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:
+    """Write an image through a temporary file in the same folder, then rename it into place."""
+    path = Path(path)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    with atomic_file(path, suffix) as tmp:
+        sitk.WriteImage(image, itk_path(tmp, OutputError), compress)

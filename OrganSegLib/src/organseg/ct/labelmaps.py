@@ -12,8 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import Organ
-from organseg.errors import InputError
-from organseg.paths import itk_path
+from organseg.errors import InputError, itk_path
 
 
 def read_label_names(path: str | Path) -> dict[int, str]:

@@ -22,19 +22,17 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import SimpleITK as sitk
 
 from organseg import __version__
-from organseg.atomic import release, remove_stale, signals_deferred, temp_dir, temp_kind
+from organseg.atomic import atomic_write_image, release, remove_stale, signals_deferred, temp_dir, temp_kind
 from organseg.catalogue import CATEGORY, organ
-from organseg.errors import InputError, OutputError
+from organseg.ct.grid import same_grid
+from organseg.errors import InputError, OutputError, itk_path
 from organseg.export.output_types import DICOM_FILES
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
-from organseg.io import atomic_write_image, output_path
-from organseg.paths import itk_path
-from organseg.result import Result
-from organseg.stats import FIELDS
+from organseg.results.result import Result
+from organseg.results.stats import FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +175,9 @@ def _of_another_ct(src: Path, dst: Path) -> tuple[str, list[Path]]:
         return old, []
     if old != new and not _same_file(old, new):
         return old, own
-    grid = _grid(src / "segmentation.nii.gz") or _grid(src / "segmentation.nrrd")
-    moved = grid is not None and any(_off_grid(_grid(dst / p), grid) for p in own if p.parts[0] == "masks")
+    new_grid = next(filter(None, map(_header, (src / "segmentation.nii.gz", src / "segmentation.nrrd"))), None)
+    earlier_grids = [h for h in (_header(dst / p) for p in own if p.parts[0] == "masks") if h is not None]
+    moved = new_grid is not None and any(not same_grid(h, new_grid) for h in earlier_grids)
     return f"{old}, replaced since: masks on another grid", own if moved else []
 
 
@@ -189,20 +188,15 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _grid(path: Path) -> tuple[tuple[int, ...], np.ndarray] | None:
-    """Size, and spacing, origin and direction in one array, of an image file; None where it cannot be read."""
+def _header(path: Path) -> sitk.ImageFileReader | None:
+    """An image file's header (its grid), None where it is missing or cannot be read."""
     reader = sitk.ImageFileReader()
     try:
         reader.SetFileName(itk_path(path))
         reader.ReadImageInformation()
     except (RuntimeError, InputError):
         return None
-    return tuple(reader.GetSize()), np.array([*reader.GetSpacing(), *reader.GetOrigin(), *reader.GetDirection()])
-
-
-def _off_grid(grid: tuple[tuple[int, ...], np.ndarray] | None, reference: tuple[tuple[int, ...], np.ndarray]) -> bool:
-    """Whether a readable image is on another grid (NIfTI keeps geometry in float32: 1e-3 mm is the same)."""
-    return grid is not None and (grid[0] != reference[0] or not np.allclose(grid[1], reference[1], atol=1e-3))
+    return reader
 
 
 def _merge(src: Path, dst: Path) -> None:
@@ -259,3 +253,10 @@ def finish_interrupted(outdir: Path) -> None:
         if temp_kind(path) == "done":
             _merge(path, outdir)
     remove_stale(outdir)
+
+
+def output_path(folder: Path, stem: str, fmt: str) -> Path:
+    """`folder/stem.nii.gz` or `folder/stem.nrrd`."""
+    if fmt not in ("nifti", "nrrd"):
+        raise OutputError(f"unknown image format '{fmt}'; use nifti or nrrd")
+    return folder / f"{stem}.{'nii.gz' if fmt == 'nifti' else 'nrrd'}"
