@@ -10,7 +10,6 @@ Permissions follow the user's umask (mkstemp/mkdtemp alone give 0600/0700).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import secrets
@@ -26,6 +25,11 @@ from typing import Iterator
 import SimpleITK as sitk
 
 from organseg.errors import OutputError, itk_path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no fcntl locks, so no leftovers are ever taken for abandoned
+    fcntl = None
 
 TEMP_PREFIX = ".organseg-"
 LIVE = "live"  #: the kind of the lock file of a process's temporary files in a folder
@@ -54,13 +58,21 @@ def _prefix(kind: str, parent: str | os.PathLike) -> str:
     with _guard:
         if folder not in _held:
             fd = os.open(folder / f"{TEMP_PREFIX}{LIVE}-{_owner()}", os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                raise
+            _try_lock(fd)  # where locks are not available, nobody else can take it either
             _held[folder] = fd
     return f"{TEMP_PREFIX}{kind}-{_owner()}-"
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the lock of an open file without waiting; False where another process holds it (EAGAIN, EACCES)
+    or the file system or platform has no locks (ENOLCK)."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def release(parent: str | os.PathLike) -> None:
@@ -136,12 +148,10 @@ def temp_kind(path: Path) -> str | None:
     except OSError:
         return None
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # held by a live process (EAGAIN, EACCES), or no locks here (ENOLCK): no way to tell
-        return None
+        gone = _try_lock(fd)  # not where a live process holds it, nor where there are no locks to tell by
     finally:
         os.close(fd)
-    return match["kind"]
+    return match["kind"] if gone else None
 
 
 def remove_stale(folder: str | os.PathLike) -> None:
