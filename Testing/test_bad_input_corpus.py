@@ -192,6 +192,41 @@ def _segment_cases(root, ct, dicom_slices):
         return Case([*seg, str(root / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "spleen", "--overwrite"],
                     0, written=d / "out", check=check)
 
+    def overwrite_with_another_ct(d):
+        assert main([*seg, str(root / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver,spleen"]) == 0
+        (d / "out" / "masks" / "liver_corrected.nii.gz").write_bytes(b"mine")
+        other = _write(sitk.ReadImage(str(root / "ct.nii.gz"))[:, 10:, :], d / "other.nii.gz")  # another grid
+
+        def check():
+            assert sorted(p.name for p in (d / "out" / "masks").iterdir()) == [
+                "liver.nii.gz", "liver_corrected.nii.gz", "lungs.nii.gz"]  # the first CT's spleen is gone
+            assert (d / "out" / "masks" / "liver_corrected.nii.gz").read_bytes() == b"mine"
+            assert sorted(_stats(d / "out")) == ["liver", "lungs"]
+            for mask in (d / "out" / "masks").glob("l*s.nii.gz"):
+                assert sitk.ReadImage(str(mask)).GetSize() == sitk.ReadImage(str(other)).GetSize()
+        return Case([*seg, str(other), "-o", str(d / "out"), "--organs", "liver", "--overwrite"], 0,
+                    "removed the earlier results of another CT", "masks/spleen.nii.gz", d / "out", check)
+
+    def overwrite_with_the_ct_file_replaced(d):
+        """The same path, another CT in it since: told apart by the grid of the earlier masks."""
+        shutil.copy(root / "ct.nii.gz", d / "ct.nii.gz")
+        assert main([*seg, str(d / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver,spleen"]) == 0
+        _write(sitk.ReadImage(str(root / "ct.nii.gz"))[:, 10:, :], d / "ct.nii.gz")
+
+        def check():
+            assert sorted(p.name for p in (d / "out" / "masks").iterdir()) == ["liver.nii.gz", "lungs.nii.gz"]
+        return Case([*seg, str(d / "ct.nii.gz"), "-o", str(d / "out"), "--organs", "liver", "--overwrite"], 0,
+                    "removed the earlier results of another CT", "masks/spleen.nii.gz", d / "out", check)
+
+    def not_utf8_name(d):
+        shutil.copy(root / "ct.nii.gz", d / os.fsdecode(b"caf\xe9.nii.gz"))
+        return Case([*seg, str(d / os.fsdecode(b"caf\xe9.nii.gz")), "-o", str(d / "out"), "--organs", "liver"], 2,
+                    "is not valid UTF-8", "caf\\xe9.nii.gz")
+
+    def not_utf8_output(d):
+        return Case([*seg, str(root / "ct.nii.gz"), "-o", str(d / os.fsdecode(b"out\xe9")), "--organs", "liver"], 2,
+                    "is not valid UTF-8", "out\\xe9")
+
     def default_organs_some_without_model(d):
         from organseg.catalogue import ORGANS
         from organseg.method.model_package import ModelStore, bundled_models_dir
@@ -244,7 +279,8 @@ def _segment_cases(root, ct, dicom_slices):
                                     missing, unknown_organ, output_is_a_file, results_without_overwrite, all_air,
                                     nan_block, implausible_spacing, overwrite_keeps_others, sigint, sigterm,
                                     default_organs_some_without_model,
-                                    read_only_output, other_filesystem_output)}
+                                    read_only_output, other_filesystem_output, overwrite_with_another_ct,
+                                    overwrite_with_the_ct_file_replaced, not_utf8_name, not_utf8_output)}
 
 
 def _dicom_cases(root, slices):
@@ -345,6 +381,17 @@ def _export_cases(root, data_dir, labels, ect_supplemental):
     def only_empty_masks(d):
         return Case(export("export-rtstruct", d, masks_folder(d, empty=True)), 2, "every mask is empty", "seg")
 
+    def organseg_labels_json(d):
+        """OrganSeg's own label map and labels.json, given apart, as a map of another tool would be."""
+        assert main(["segment", str(root / "dicom"), "-o", str(d / "res"), "--organs", "liver"]) == 0
+        (d / "map").mkdir()
+        shutil.copy(d / "res" / "segmentation.nii.gz", d / "map" / "seg.nii.gz")
+
+        def check():
+            assert [r.ROIName for r in pydicom.dcmread(d / "x.dcm").StructureSetROISequence] == ["Liver"]
+        return Case(export("export-rtstruct", d, d / "map" / "seg.nii.gz", None, "--labels",
+                           str(d / "res" / "labels.json")), 0, written=d / "x.dcm", check=check)
+
     def export_exists(d):
         (d / "x.dcm").write_text("an earlier export")
         return Case(export("export-dicom-seg", d, masks_folder(d)), 4, "exists; choose another name", "x.dcm")
@@ -390,7 +437,7 @@ def _export_cases(root, data_dir, labels, ect_supplemental):
 
     return {f.__name__: f for f in (off_grid, foreign_map, flipped_map_with_labels, only_empty_masks, export_exists,
                                     export_into_dicom, corrupt_mask, duplicated_dicom_file, no_frame_of_reference,
-                                    enhanced_multiframe)}
+                                    enhanced_multiframe, organseg_labels_json)}
 
 
 def _batch_cases(root):
@@ -406,6 +453,26 @@ def _batch_cases(root):
             assert rows[2].startswith("good,") and ",segmented," in rows[2]
         return Case(["batch", str(d / "cts"), "-o", str(d / "out"), "--organs", "liver"], 1, written=d / "out",
                     check=check)
+
+    def hostile_case_names(d):
+        """Case names from file names nobody checked: dots, OrganSeg's temporary prefix, 240 characters, bytes
+        that are not UTF-8. Each result lands in a folder of its own inside -o; the last fails alone."""
+        import socket
+        (d / "cts").mkdir()
+        names = ["...nii.gz", f".organseg-new-{socket.gethostname()}-999999999-0123456789abcdef-x.nii.gz",
+                 "y" * 240 + ".nii.gz", os.fsdecode(b"caf\xe9.nii.gz")]
+        for name in names:
+            shutil.copy(root / "ct.nii.gz", d / "cts" / name)
+
+        def check():
+            rows = (d / "out" / "batch_summary.csv").read_text().splitlines()[1:]
+            assert [r.split(",")[2] for r in rows].count("segmented") == 3 and len(rows) == 4
+            assert any(",failed," in r and "caf\\xe9.nii.gz: the name is not valid UTF-8" in r for r in rows)
+            folders = [p for p in (d / "out").iterdir() if p.is_dir()]
+            assert len(folders) == 3 and all((p / "stats.json").is_file() and not p.name.startswith(".")
+                                             for p in folders)
+        return Case(["batch", str(d / "cts"), "-o", str(d / "out"), "--organs", "liver", "--overwrite"], 1,
+                    written=d / "out", check=check)
 
     def folder_without_cts(d):
         (d / "cts").mkdir()
@@ -428,7 +495,7 @@ def _batch_cases(root):
                     written=d / "out" / "batch_summary.csv", check=check)
 
     return {f.__name__: f for f in (one_bad_among_good, folder_without_cts, output_is_the_input_dicom,
-                                    rerun_with_other_organs)}
+                                    rerun_with_other_organs, hostile_case_names)}
 
 
 def _evaluate_cases(root, data_dir, labels):
@@ -459,12 +526,25 @@ def _evaluate_cases(root, data_dir, labels):
         return Case(["evaluate", "--pred", str(prediction(d)), "--ref", str(two_label_map(d)), "--ref-labels",
                      str(data_dir / TS_JSON), "-o", str(d / "e")], 0, written=d / "e", check=check)
 
+    def reference_with_organseg_labels(d):
+        """An OrganSeg result's label map as the reference, named by the labels.json OrganSeg wrote."""
+        assert main(["segment", str(root / "ct.nii.gz"), "-o", str(d / "res"), "--organs", "liver,spleen"]) == 0
+        (d / "ref").mkdir()
+        shutil.copy(d / "res" / "segmentation.nii.gz", d / "ref" / "map.nii.gz")
+
+        def check():
+            rows = [r.split(",") for r in (d / "e" / "metrics.csv").read_text().splitlines()[1:]]
+            dice = {r[1]: float(r[3]) for r in rows}
+            assert dice["liver"] == dice["spleen"] == 1.0, rows
+        return Case(["evaluate", "--pred", str(d / "res"), "--ref", str(d / "ref" / "map.nii.gz"), "--ref-labels",
+                     str(d / "res" / "labels.json"), "-o", str(d / "e")], 0, written=d / "e", check=check)
+
     def reference_elsewhere(d):
         return Case(["evaluate", "--pred", str(prediction(d)), "--ref", str(two_label_map(d, 5000.0)), "--ref-labels",
                      str(data_dir / TS_JSON), "-o", str(d / "e")], 2, "does not overlap", "ts.nii.gz")
 
     return {f.__name__: f for f in (missing_prediction, foreign_reference, foreign_reference_with_labels,
-                                    reference_elsewhere)}
+                                    reference_elsewhere, reference_with_organseg_labels)}
 
 
 def _edit_header(path, offset, fmt, value):
@@ -584,7 +664,9 @@ KINDS = ["truncated", "empty", "two_d", "four_d", "rgb", "mr_like", "one_slice",
          "flipped_map_with_labels", "only_empty_masks", "export_exists", "export_into_dicom", "corrupt_mask",
          "duplicated_dicom_file", "no_frame_of_reference", "enhanced_multiframe", "one_bad_among_good",
          "folder_without_cts", "output_is_the_input_dicom", "rerun_with_other_organs", "missing_prediction",
-         "foreign_reference", "foreign_reference_with_labels", "reference_elsewhere"]
+         "foreign_reference", "foreign_reference_with_labels", "reference_elsewhere", "overwrite_with_another_ct",
+         "not_utf8_name", "not_utf8_output", "organseg_labels_json", "hostile_case_names",
+         "reference_with_organseg_labels", "overwrite_with_the_ct_file_replaced"]
 #: issue 26: headers that lie, not HU, packages verified whole, training data that cannot be right
 KINDS += ["nifti_zero_slice_spacing", "nifti_nan_spacing", "sheared_nifti", "sheared_nrrd",
           "same_position_in_one_series", "unrescaled_dicom", "package_in_another_organs_folder",
@@ -627,7 +709,8 @@ def test_bad_input(kind, corpus, tmp_path, capsys, request):
                and not (kept and (p == kept or p.startswith(kept + os.sep)))}
     assert not changed, f"changed outside the output: {sorted(changed)}"
     assert _snapshot(root) == shared
-    assert not list(tmp_path.rglob(".organseg-*")), "temporary files left behind"
+    assert not [p for p in tmp_path.rglob(".organseg-*") if str(p.relative_to(tmp_path)) not in before], \
+        "temporary files left behind"
     if case.check:
         case.check()
 

@@ -205,3 +205,54 @@ def test_without_dask_the_batch_runs_in_process_and_cluster_options_are_one_line
     assert run.returncode == 2 and "pip install 'organseg[cluster]'" in run.stderr and "Traceback" not in run.stderr
     assert main([*argv, "--workers", "2", "--scheduler", "tcp://localhost:8786"]) == 2
     assert "give only one of --workers, --scheduler and --cluster" in capsys.readouterr().err
+
+
+def _listening(process):
+    """(ip, port) of every listening socket of the process and its children."""
+    import psutil
+
+    return {(c.laddr.ip, c.laddr.port) for p in (process, *process.children(recursive=True))
+            for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+
+
+def test_a_local_cluster_listens_on_loopback_only_and_the_printed_dashboard_link_works(capsys):
+    import urllib.parse
+    import urllib.request
+
+    import psutil
+
+    from organseg.commands.options import say_where
+
+    before = _listening(psutil.Process())
+    with connect(ClusterSpec(workers=2)) as cluster:
+        cluster.client.wait_for_workers(2, timeout=120)  # connect returns with the workers up; this says so
+        opened = _listening(psutil.Process()) - before
+        say_where(cluster)
+        link = capsys.readouterr().err.split("dashboard: ")[1].strip()
+        with urllib.request.urlopen(link, timeout=60) as page:
+            assert page.status == 200
+        workers = cluster.client.scheduler_info()["workers"]
+        addresses = [cluster.client.scheduler.address, *workers, *(w["nanny"] for w in workers.values())]
+    ports = {int(urllib.parse.urlsplit(a).port) for a in addresses} | {urllib.parse.urlsplit(link).port}
+    assert len(addresses) == 5 and ports <= {port for _, port in opened}  # scheduler, 2 workers, 2 nannies
+    assert {ip for ip, _ in opened} == {"127.0.0.1"}, opened
+    assert urllib.parse.urlsplit(link).hostname == "127.0.0.1"
+
+
+def test_on_a_cluster_a_ct_whose_name_is_not_utf8_fails_alone_and_hostile_names_stay_inside(tmp_path, cohort,
+                                                                                         tiny_models):
+    names = ["good.nii.gz", "...nii.gz", os.fsdecode(b"caf\xe9.nii.gz")]
+    (tmp_path / "cts").mkdir()
+    for name in names:
+        (tmp_path / "cts" / name).write_bytes(cohort[0].read_bytes())
+    out = tmp_path / "out"
+    assert main(["batch", str(tmp_path / "cts"), "-o", str(out), "--organs", "liver", "--models", str(tiny_models),
+                 "--workers", "2"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cts", "out"]
+    rows = {r["case"]: r for r in _summary(out)}
+    assert [r["status"] for r in rows.values()].count("segmented") == 2
+    [failed] = [r for r in rows.values() if r["status"] == "failed"]
+    assert "caf\\xe9.nii.gz: the name is not valid UTF-8" in failed["message"]
+    assert len({r["liver_ml"] for r in rows.values() if r["status"] == "segmented"}) == 1
+    assert {p.name for p in out.iterdir()} == {c for c, r in rows.items() if r["status"] == "segmented"} | {
+        "batch_summary.csv"}

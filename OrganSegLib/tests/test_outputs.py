@@ -76,12 +76,59 @@ def test_a_move_killed_half_way_is_finished_by_the_next_look_at_the_folder(tmp_p
 def test_temporary_folders_of_a_killed_run_are_removed(tmp_path, crop):
     out = tmp_path / "r"
     write_result(_result(crop, "liver"), out)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-    stale = out / f".organseg-new-{socket.gethostname()}-{dead.stdout.strip()}-abc"
-    (stale / "masks").mkdir(parents=True)
+    killed = subprocess.run([sys.executable, "-c", "import os, signal, sys\n"
+                             "from organseg.atomic import temp_dir\n"
+                             "(temp_dir(sys.argv[1], 'new') / 'masks').mkdir()\n"
+                             "os.kill(os.getpid(), signal.SIGKILL)", str(out)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -signal.SIGKILL and len(_leftovers(out)) == 2  # its folder and its lock file
     finish_interrupted(out)
-    assert not stale.exists() and _organs(out) == ["liver"]
+    assert not _leftovers(out) and _organs(out) == ["liver"]
+
+
+_ELSEWHERE = """\
+import os, sys
+os.getpid = lambda: 999999999  # a process of this host name on another machine: its pid does not run here
+import organseg.results.folder as folder
+from organseg.cli import main
+write_stats = folder._write_stats
+def paused(*args):
+    print("writing", flush=True)
+    sys.stdin.readline()
+    write_stats(*args)
+folder._write_stats = paused
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _elsewhere(ct, out):
+    """`organseg segment` as a machine of the same host name would run it, paused while writing its results."""
+    proc = subprocess.Popen([sys.executable, "-c", _ELSEWHERE, "segment", str(ct), "-o", str(out), "--organs",
+                             "liver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.stdout.readline() == "writing\n"
+    return proc
+
+
+def test_a_run_of_the_same_host_name_and_pid_elsewhere_keeps_its_work_until_it_is_gone(tmp_path, crop):
+    from organseg.cli import main
+
+    shared = tmp_path / "shared"  # a network folder two machines write to
+    shared.mkdir()
+    other = _elsewhere(crop / "ct.nii.gz", shared / "a")
+    assert _leftovers(shared)  # its results are being written in a temporary folder of shared/
+    assert main(["segment", str(crop / "ct.nii.gz"), "-o", str(shared / "b"), "--organs", "liver"]) == 0
+    other.stdin.write("\n")
+    other.stdin.close()
+    assert other.wait(timeout=300) == 0  # its work in progress was not taken for a dead run's leftovers
+    assert _organs(shared / "a") == _organs(shared / "b") == ["liver", "lungs"] and not _leftovers(shared)
+
+    killed = _elsewhere(crop / "ct.nii.gz", shared / "c")
+    killed.kill()
+    killed.wait()
+    assert _leftovers(shared)
+    assert main(["segment", str(crop / "ct.nii.gz"), "-o", str(shared / "d"), "--organs", "liver"]) == 0
+    assert not _leftovers(shared) and not (shared / "c").exists()  # once it is gone, its leftovers are removed
 
 
 def _child(name, out, crop, *pairs):

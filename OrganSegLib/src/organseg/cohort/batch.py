@@ -10,8 +10,10 @@ the same for a batch loop (a failure becomes a failed row), `run_batch` the loop
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from organseg.atomic import atomic_file
 from organseg.catalogue import ORGANS
 from organseg.ct.dicom_series import dicom_header
 from organseg.ct.read import IMAGE_SUFFIXES, image_stem, read_ct
-from organseg.errors import InputError, OrganSegError, OutputError
+from organseg.errors import InputError, OrganSegError, OutputError, printable
 from organseg.export.output_types import dicom_writers
 from organseg.method.settings import Settings
 from organseg.results.folder import holds_results, write_result
@@ -85,37 +87,66 @@ def find_cts(inputs: list[Path]) -> list[Path]:
 def read_list(path: Path) -> list[Path]:
     """Paths of a list file, one per line; blank lines and lines starting with '#' are skipped.
 
-    Relative paths are relative to the list file's folder.
+    Relative paths are relative to the list file's folder. Bytes that are not UTF-8 are kept as the file
+    system's own names keep them (a list written by `ls` of Latin-1 names names those files).
     """
     try:
-        lines = path.read_text().splitlines()
+        lines = os.fsdecode(path.read_bytes()).splitlines()
     except OSError as err:
         raise InputError(f"{path}: cannot read the list of CTs ({err.strerror})") from None
     return [path.parent / line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def case_names(cts: list[Path]) -> dict[Path, str]:
-    """A unique result folder name per CT: its file or folder name, with as many parent folder names as needed.
+#: Longest case folder name in UTF-8 bytes (file systems allow 255; room is left for a hash suffix).
+MAX_NAME_BYTES = 120
+_UNSAFE = set('/\\:*?"<>|')  # separators, and what Windows shares refuse
 
-    data/s0001/ct.nii.gz and data/s0002/ct.nii.gz become s0001_ct and s0002_ct; a.nii.gz stays a.
+
+def safe_name(name: str) -> str:
+    """`name` as a plain folder name inside the output: no separator, no control character, no byte that is
+    not UTF-8 (each becomes '_'), no leading dot (no '..', no hidden or OrganSeg temporary folder), not
+    'batch_summary.csv', at most MAX_NAME_BYTES (cut, with a hash of the whole name kept unique)."""
+    clean = "".join("_" if c in _UNSAFE or not c.isprintable() else c for c in name)  # not UTF-8: a surrogate
+    clean = clean.lstrip(". ").rstrip(". ") or "case"
+    if clean.lower() == SUMMARY:
+        clean += "_case"
+    if len(clean.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        clean = clean.encode()[:MAX_NAME_BYTES - 9].decode("utf-8", "ignore").rstrip(". ") + "-" + digest
+    return clean
+
+
+def case_names(cts: list[Path]) -> dict[Path, str]:
+    """A unique result folder name per CT: its file or folder name, with as many parent folder names as needed,
+    made safe (`safe_name`); unique also where case does not count (macOS, Windows shares).
+
+    data/s0001/ct.nii.gz and data/s0002/ct.nii.gz become s0001_ct and s0002_ct; a.nii.gz stays a. Names that
+    stay alike with every parent folder (a.nii and a.nii.gz side by side) get a hash of the CT's path added.
     """
     parts = {p: [*p.parent.parts[1:], image_stem(p)] for p in cts}
     names: dict[Path, str] = {}
     depth = 1
     while len(names) < len(cts):
         pending = [p for p in cts if p not in names]
-        if all(depth > len(parts[p]) for p in pending):
-            raise InputError(f"cannot name the results of {pending[0]} apart from another CT")
-        candidates = {p: "_".join(parts[p][-depth:]) for p in cts}
+        exhausted = all(depth > len(parts[p]) for p in pending)
+        candidates = {p: safe_name("_".join(parts[p][-depth:])) for p in cts}
+        if exhausted:
+            candidates = {p: safe_name(f"{candidates[p]}-{_path_hash(p)}") for p in pending}
         counts: dict[str, int] = {}
         for name in candidates.values():
-            counts[name] = counts.get(name, 0) + 1
-        taken = set(names.values())
+            counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
+        taken = {name.casefold() for name in names.values()}
         for p in pending:
-            if counts[candidates[p]] == 1 and candidates[p] not in taken:
+            if counts[candidates[p].casefold()] == 1 and candidates[p].casefold() not in taken:
                 names[p] = candidates[p]
+        if exhausted and len(names) < len(cts):
+            raise InputError(f"cannot name the results of {printable(str(pending[0]))} apart from another CT")
         depth += 1
     return {p: names[p] for p in cts}
+
+
+def _path_hash(path: Path) -> str:
+    return hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 @dataclass
@@ -158,8 +189,8 @@ def write_summary(rows: list[CaseRow], outdir: Path) -> Path:
         writer.writerow(["case", "source", "status", "seconds", "message", "flagged", "flagged_organs",
                          *(f"{o}_ml" for o in organs)])
         for row in rows:
-            writer.writerow([row.case, row.source, row.status, f"{row.seconds:.2f}", row.message, len(row.flags),
-                             row.flagged,
+            writer.writerow([row.case, printable(row.source), row.status, f"{row.seconds:.2f}",
+                             printable(row.message), len(row.flags), row.flagged,
                              *(f"{row.volumes_ml[o]:.3f}" if o in row.volumes_ml else "" for o in organs)])
     return path
 

@@ -18,6 +18,7 @@ from organseg.cohort.batch import FAILED, BatchOptions, CaseRow, CaseSegmenter, 
 from organseg.cohort.cluster import Cluster, ClusterSpec, connect
 from organseg.cohort.tasks import Task, run_tasks
 from organseg.ct.dicom_series import dicom_header
+from organseg.errors import InputError, itk_path
 from organseg.method.memory import memory_needed
 from organseg.method.settings import Settings
 from organseg.results.folder import holds_results
@@ -47,11 +48,11 @@ def header_memory(ct: Path) -> float:
             return float(memory_needed((int(header.Columns), int(header.Rows), len(files)),
                                        int(header.BitsAllocated) // 8))
         reader = sitk.ImageFileReader()
-        reader.SetFileName(str(ct))
+        reader.SetFileName(itk_path(ct))
         reader.ReadImageInformation()
         pixel_bytes = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID()).GetSizeOfPixelComponent()
         return float(memory_needed(reader.GetSize(), pixel_bytes))
-    except (RuntimeError, OSError, StopIteration, AttributeError, ValueError):
+    except (RuntimeError, OSError, StopIteration, AttributeError, ValueError, InputError):
         return 0.0
 
 

@@ -4,7 +4,9 @@ Dask is an optional extra (`pip install "organseg[cluster]"`): nothing here impo
 asked for. Workers declare their memory as the Dask resource `MEMORY` (bytes), so that a task that declares
 its need (a large CT) is not given to a worker together with another one that would not fit beside it.
 A worker that dies while running a task (killed, out of memory) has the task retried on another worker,
-`retries` times, before the task is reported lost: the scheduler's `allowed-failures`.
+`retries` times, before the task is reported lost: the scheduler's `allowed-failures`. A local cluster
+listens on 127.0.0.1 only (scheduler, workers, nannies and the dashboard, which shows CT file names and has no
+login), unless `listen` names another interface.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class ClusterSpec:
     memory: str = "8GB"  #: memory per job
     queue: str | None = None  #: the batch system's queue (Slurm partition)
     retries: int = 2  #: re-runs of a task whose worker died
+    listen: str = "127.0.0.1"  #: the interface a local cluster listens on (scheduler, workers, dashboard)
 
     @property
     def distributed(self) -> bool:
@@ -118,9 +121,10 @@ def connect(spec: ClusterSpec, timeout_s: float = 60.0) -> Iterator[Cluster]:
             where = f"{spec.jobs} Slurm job(s) of {spec.cores} core(s) and {spec.memory}"
         else:
             memory = float(local_memory() // spec.workers)
+            host = f"[{spec.listen}]" if ":" in spec.listen else spec.listen  # an IPv6 address in a URL
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=spec.workers, threads_per_worker=1, processes=True, memory_limit=memory,
-                resources={MEMORY: memory}))
+                resources={MEMORY: memory}, host=spec.listen, dashboard_address=f"{host}:8787"))
             where = f"{spec.workers} local worker process(es) of {memory / 2**30:.1f} GiB"
         client = stack.enter_context(distributed.Client(cluster))
         yield Cluster(client, memory, where)

@@ -227,6 +227,9 @@ def add_cluster_options(parser: argparse.ArgumentParser, unit: str) -> None:
     g.add_argument("--cores", type=positive_int, default=1, metavar="C", help="--cluster: cores per job (default 1)")
     g.add_argument("--memory", default="8GB", metavar="M", help="--cluster: memory per job (default 8GB)")
     g.add_argument("--queue", metavar="Q", help="--cluster: queue (Slurm partition)")
+    g.add_argument("--listen", default="127.0.0.1", metavar="HOST",
+                   help="--workers: the interface the local cluster and its dashboard listen on (default 127.0.0.1, "
+                        "this machine only; the dashboard shows file names and has no login)")
     g.add_argument("--retries", type=int, default=2, metavar="N",
                    help=f"run the {unit} again on another worker when its worker dies, up to N times (default 2)")
 
@@ -240,7 +243,7 @@ def say_where(cluster: Cluster) -> None:
 def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
     """The ClusterSpec of the cluster options, checked, with Dask importable when it is needed."""
     spec = ClusterSpec(args.workers, args.scheduler, args.cluster, args.jobs, args.cores, args.memory, args.queue,
-                       args.retries)
+                       args.retries, args.listen)
     spec.check()
     if spec.distributed:
         require_dask()

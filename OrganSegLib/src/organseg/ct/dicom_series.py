@@ -20,7 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 from scipy import ndimage
 
-from organseg.errors import InputError
+from organseg.errors import InputError, itk_path
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def read_series(folder: str | Path, series_uid: str | None = None, resample_irre
         return _read_multiframe(series)
     if series.problem is None:
         reader = sitk.ImageSeriesReader()
-        reader.SetFileNames([str(p) for p in series.files])
+        reader.SetFileNames([itk_path(p) for p in series.files])
         return _execute(reader, series.folder)
     if not resample_irregular:
         raise InputError(f"{series.folder}: {series.problem}; pass --resample-irregular to resample it onto a "
@@ -267,7 +267,7 @@ def _read_multiframe(series: Series) -> sitk.Image:
     from organseg.ct.orientation import array_on_grid
 
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(series.files[0]))
+    reader.SetFileName(itk_path(series.files[0]))
     image = _execute(reader, series.files[0])
     grid = series.grid()
     array = array_on_grid(image, grid) if image.GetDimension() == 3 else None
@@ -295,7 +295,7 @@ def _resample_regular(series: Series) -> sitk.Image:
 
     def aligned(k: int) -> np.ndarray:
         """Slice k moved in-plane onto the grid of the first slice."""
-        reader.SetFileName(str(series.files[k]))
+        reader.SetFileName(itk_path(series.files[k]))
         pixels = sitk.GetArrayFromImage(_execute(reader, series.files[k]))[0].astype(np.float32)
         side = series.position(k) - series.position(0) - series.offsets[k] * series.normal
         shift = (side @ series.col_dir / sy, side @ series.row_dir / sx)

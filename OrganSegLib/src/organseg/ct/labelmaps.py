@@ -12,35 +12,35 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import Organ
-from organseg.errors import InputError
+from organseg.errors import InputError, itk_path
 
 
 def read_label_names(path: str | Path) -> dict[int, str]:
-    """A labels JSON (label id -> structure name, as TotalSegmentator's) as {id: name}."""
+    """A labels JSON as {id: name}: TotalSegmentator's {"1": "spleen", ...}, or the `labels.json` OrganSeg writes
+    beside its own map ([{"label": 1, "organ": "liver", ...}, ...]), so OrganSeg's results are taken back."""
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
+        if isinstance(raw, list):
+            return {int(row["label"]): str(row["organ"]) for row in raw}
         return {int(k): str(v) for k, v in raw.items()}
     except FileNotFoundError:
         raise InputError(f"{path}: no such labels file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, ValueError) as err:
-        raise InputError(f"{path}: not a labels JSON of the form {{\"1\": \"spleen\", ...}} ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, ValueError, TypeError, KeyError) as err:
+        raise InputError(f"{path}: not a labels JSON: neither id -> name ({{\"1\": \"spleen\", ...}}) nor the "
+                         f"labels.json OrganSeg writes ({err})") from None
 
 
 def map_label_names(path: str | Path, labels: str | Path | None = None, option: str = "--labels") -> dict[int, str]:
     """Label id -> name of a label map: from the `labels` JSON, else from the `labels.json` OrganSeg writes beside
     its own map. A map with neither is refused: its values would only be guessed (TotalSegmentator's 1 and 5
     are spleen and liver, OrganSeg's are liver and kidneys)."""
-    if labels is not None:
-        return read_label_names(labels)
-    path = Path(path)
-    try:
-        rows = json.loads((path.parent / "labels.json").read_text())
-        return {int(row["label"]): str(row["organ"]) for row in rows}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    beside = Path(path).parent / "labels.json"
+    if labels is None and not beside.is_file():
         raise InputError(f"{path}: a label map's values mean nothing without their names, and there is no OrganSeg "
-                         f"labels.json beside it; pass {option} LABELS.json (id -> name, as TotalSegmentator's) or "
-                         "give the OrganSeg result folder") from None
+                         f"labels.json beside it; pass {option} LABELS.json (id -> name, as TotalSegmentator's, or "
+                         "OrganSeg's labels.json) or give the OrganSeg result folder")
+    return read_label_names(beside if labels is None else labels)
 
 
 def organ_label_ids(organ: Organ, names: dict[int, str] | None, source: str = "labels") -> tuple[int, ...]:
@@ -69,6 +69,6 @@ def read_image(path: str | Path, what: str) -> sitk.Image:
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
     try:
-        return sitk.ReadImage(str(path))
+        return sitk.ReadImage(itk_path(path))
     except RuntimeError:
         raise InputError(f"{path}: cannot read the {what} (corrupt or not an image)") from None

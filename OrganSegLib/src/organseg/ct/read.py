@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from organseg.ct.checks import check_ct, check_perpendicular
 from organseg.ct.grid import array_to_image
-from organseg.errors import InputError
+from organseg.errors import InputError, itk_path
 
 if TYPE_CHECKING:
     from organseg.ct.dicom_series import Series
@@ -31,6 +31,7 @@ def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irr
     `organseg.ct.dicom_series.read_series`).
     """
     path = Path(path)
+    itk_path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -53,7 +54,7 @@ def _read_file(path: Path) -> sitk.Image:
         raise InputError(f"{path}: unsupported file type; give a NIfTI, NRRD or MHA file or a DICOM folder")
     nonfinite = _check_nifti(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     try:
-        image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(itk_path(path))
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise InputError(f"{path}: cannot read the image, the file is corrupt or truncated ({reason[:160]})") from None

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from organseg.atomic import atomic_file
 from organseg.ct.checks import check_ct
 from organseg.ct.grid import same_grid
-from organseg.errors import InputError
+from organseg.errors import InputError, itk_path
 
 SPLITS = ("train", "validation", "test")
 
@@ -54,11 +54,13 @@ class Imported:
 def header(path: Path, what: str) -> sitk.ImageFileReader:
     """The image's header (size, spacing, origin, direction) without its voxels."""
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
+        reader.SetFileName(itk_path(path))
         reader.ReadImageInformation()
     except RuntimeError:
         raise Skip(f"{what} {path.name} cannot be read (corrupt or not an image)") from None
+    except InputError as err:
+        raise Skip(str(err)) from None
     return reader
 
 
@@ -75,7 +77,7 @@ def read_checked_ct(path: Path) -> sitk.Image:
     if not path.is_file():
         raise Skip(f"missing image {path}")
     try:
-        image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(itk_path(path))
         check_ct(image, path.name)
     except RuntimeError:
         raise Skip(f"image {path.name} cannot be read (corrupt or not an image)") from None
@@ -87,9 +89,11 @@ def read_checked_ct(path: Path) -> sitk.Image:
 def read_voxels(path: Path, what: str) -> np.ndarray:
     """The voxels of a label file, or Skip when it cannot be read."""
     try:
-        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        return sitk.GetArrayFromImage(sitk.ReadImage(itk_path(path)))
     except RuntimeError:
         raise Skip(f"{what} {path.name} cannot be read (corrupt or not an image)") from None
+    except InputError as err:
+        raise Skip(str(err)) from None
 
 
 def spacing_of(image: sitk.Image | sitk.ImageFileReader) -> tuple[float, float, float]:

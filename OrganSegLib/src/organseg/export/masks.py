@@ -17,7 +17,7 @@ from organseg.catalogue import ORGANS, organ
 from organseg.ct.dicom_series import Series
 from organseg.ct.labelmaps import map_label_names
 from organseg.ct.read import IMAGE_SUFFIXES
-from organseg.errors import InputError
+from organseg.errors import InputError, itk_path
 from organseg.export.source import array_on_series_grid
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def load_masks(seg: str | Path, series: Series, organs: list[str] | None = None,
 
 def _read(path: Path, series: Series) -> np.ndarray:
     try:
-        image = sitk.ReadImage(str(path))
+        image = sitk.ReadImage(itk_path(path))
     except RuntimeError:
         raise InputError(f"{path}: cannot read the image") from None
     return array_on_series_grid(image, series, path)

@@ -6,27 +6,40 @@ Layout: `masks/<organ>.nii.gz` (or .nrrd), `segmentation.nii.gz` (multi-label, c
 filesystem, so renames work on mounted volumes) and moved into place file by file at the end, with
 SIGINT/SIGTERM held during the move: an interrupted run leaves the earlier results or the complete new
 ones, never a mix. With `overwrite`, only the files this run writes are replaced; other masks and the
-user's own files stay. A move cut short by SIGKILL is finished by the next run that looks at the folder.
+user's own files stay, unless the earlier result is of another CT (stats.json's `source`): then all of
+OrganSeg's own earlier files go (masks of other organs on another grid would pass for this CT's), the user's
+stay, and a warning names what was removed. A move cut short by SIGKILL is finished by the next run that
+looks at the folder.
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 from contextlib import suppress
 from pathlib import Path
 from typing import Callable
 
+import SimpleITK as sitk
+
 from organseg import __version__
-from organseg.atomic import atomic_write_image, remove_stale, signals_deferred, temp_dir, temp_kind
+from organseg.atomic import atomic_write_image, release, remove_stale, signals_deferred, temp_dir, temp_kind
 from organseg.catalogue import CATEGORY, organ
-from organseg.errors import OutputError
+from organseg.ct.grid import same_grid
+from organseg.errors import InputError, OutputError, itk_path
+from organseg.export.output_types import DICOM_FILES
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
 from organseg.results.result import Result
 from organseg.results.stats import FIELDS
 
+log = logging.getLogger(__name__)
+
 RESULT_MARKERS = ("stats.json", "segmentation.nii.gz", "segmentation.nrrd", "masks")
+#: What a run writes besides the masks: OrganSeg's own files in a result folder.
+OWN_FILES = ("segmentation.nii.gz", "segmentation.nrrd", SEG_NRRD, "labels.json", "stats.csv", "stats.json",
+             *DICOM_FILES.values())
 
 
 def holds_results(outdir: Path) -> bool:
@@ -46,7 +59,9 @@ def check_output_dir(outdir: Path, overwrite: bool) -> None:
 
 
 def check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
-    """Write and remove a small file where the results will go; a read-only or full location fails here."""
+    """Write and remove a small file where the results will go; a read-only or full location fails here, and
+    so does a name the image library cannot write to (InputError)."""
+    itk_path(outdir)
     where = outdir
     while not where.exists() and where != where.parent:
         if where.is_symlink():  # a dangling link: creating the folder would fail only after the work
@@ -67,6 +82,7 @@ def check_writable(outdir: Path, probe_bytes: int = 1 << 20) -> None:
     finally:
         if probe is not None:
             shutil.rmtree(probe, ignore_errors=True)
+            release(where)
 
 
 def labels_table(result: Result) -> list[dict]:
@@ -95,9 +111,9 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     outdir = Path(outdir)
     check_output_dir(outdir, overwrite)
     created = not outdir.exists()
+    where = outdir.parent if created else outdir
     tmp = None
     try:
-        where = outdir.parent if created else outdir
         where.mkdir(parents=True, exist_ok=True)
         remove_stale(where)
         tmp = temp_dir(where, "new")
@@ -124,6 +140,7 @@ def write_result(result: Result, outdir: str | Path, fmt: str = "nifti", overwri
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        release(where)
     return outdir
 
 
@@ -145,13 +162,60 @@ def _write_stats(result: Result, folder: Path, source: str) -> None:
     (folder / "stats.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def _of_another_ct(src: Path, dst: Path) -> tuple[str, list[Path]]:
+    """Which CT `dst`'s earlier result is of and, where it is not `src`'s CT, OrganSeg's own files of it that
+    `src` does not replace (relative paths). Another CT: another file, or the same path with masks on
+    another grid (the file was replaced). A result that does not name its CT is taken for the same CT's."""
+    try:
+        earlier = json.loads((dst / "stats.json").read_text())
+        old, new = str(earlier["source"]), str(json.loads((src / "stats.json").read_text())["source"])
+        organs = [str(row["organ"]) for row in earlier["organs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "", []
+    names = [*OWN_FILES, *(f"masks/{key}{ext}" for key in organs for ext in (".nii.gz", ".nrrd"))]
+    own = [Path(n) for n in names if (dst / n).is_file() and not (src / n).exists()]
+    if not old or not new:
+        return old, []
+    if old != new and not _same_file(old, new):
+        return old, own
+    new_grid = next(filter(None, map(_header, (src / "segmentation.nii.gz", src / "segmentation.nrrd"))), None)
+    earlier_grids = [h for h in (_header(dst / p) for p in own if p.parts[0] == "masks") if h is not None]
+    moved = new_grid is not None and any(not same_grid(h, new_grid) for h in earlier_grids)
+    return f"{old}, replaced since: masks on another grid", own if moved else []
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _header(path: Path) -> sitk.ImageFileReader | None:
+    """An image file's header (its grid), None where it is missing or cannot be read."""
+    reader = sitk.ImageFileReader()
+    try:
+        reader.SetFileName(itk_path(path))
+        reader.ReadImageInformation()
+    except (RuntimeError, InputError):
+        return None
+    return reader
+
+
 def _merge(src: Path, dst: Path) -> None:
     """Move every file under `src` to the same place under `dst`; the file it replaces is set aside and
-    removed at the end. On an error every step is undone, the folders it created (e.g. `masks/`) included."""
+    removed at the end, and so are OrganSeg's own files of an earlier result of another CT (`_of_another_ct`).
+    On an error every step is undone, the folders it created (e.g. `masks/`) included."""
     aside = temp_dir(dst, "old")
+    earlier_ct, stale = _of_another_ct(src, dst)
     moved: list[tuple[Path, bool]] = []
     made: list[Path] = []
+    removed: list[Path] = []
     try:
+        for rel in stale:
+            (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dst / rel).rename(aside / rel)
+            removed.append(rel)
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             rel = path.relative_to(src)
             target = dst / rel
@@ -169,12 +233,18 @@ def _merge(src: Path, dst: Path) -> None:
                 (dst / rel).rename(src / rel)
             if replaced:
                 (aside / rel).rename(dst / rel)
+        for rel in reversed(removed):
+            (aside / rel).rename(dst / rel)
         for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
             with suppress(OSError):  # not empty: another process put a file there meanwhile, keep it
                 folder.rmdir()
         raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
+        release(dst)
+    if removed:
+        log.warning(f"{dst}: removed the earlier results of another CT ({earlier_ct}): "
+                    f"{', '.join(r.as_posix() for r in removed)}")
 
 
 def finish_interrupted(outdir: Path) -> None:
