@@ -20,6 +20,7 @@ from organseg.plausibility import check_masks, flagged, warning_lines
 from organseg.result import Progress
 from organseg.runtime import resolve_device
 from organseg.segmenter import Segmenter
+from organseg.sides import SideSplitter
 from organseg.stats import organ_stats
 
 from organseg_slicer.job import SegmentationJob
@@ -294,10 +295,14 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         spacing = tuple(np.linalg.norm(volume_ijk_to_ras(volume_node)[:3, :3], axis=0))
         segmentation = segmentation_node.GetSegmentation()
         segments = organ_segments(segmentation_node)
+        splitter = None  # a paired organ's right and left volumes, on the CT's body midline (made once, if needed)
         for segment_id in segments:
             if segment_id not in rows:
-                rows[segment_id] = organ_stats(segment_organ(segmentation_node, segment_id),
-                                               segment_mask(segmentation_node, segment_id, volume_node), ct, spacing)
+                o, mask = segment_organ(segmentation_node, segment_id), segment_mask(segmentation_node, segment_id,
+                                                                                     volume_node)
+                if o.paired and splitter is None:
+                    splitter = SideSplitter.of_ct(image_from_volume(volume_node), ct)
+                rows[segment_id] = organ_stats(o, mask, ct, spacing, sides=splitter.split(mask) if o.paired else None)
             rows[segment_id]["name"] = segmentation.GetSegment(segment_id).GetName()
         if check:
             masks = {key: (lambda sid=sid: segment_mask(segmentation_node, sid, volume_node))

@@ -29,6 +29,7 @@ from organseg.plausibility import check_masks
 from organseg.preprocess import Prepared, prepare
 from organseg.result import OrganMask, Progress, Result
 from organseg.runtime import LabellerRuntime, Runtime, make_runtime, resolve_device
+from organseg.sides import SideSplitter, body_getter
 from organseg.stats import organ_stats
 
 __all__ = ["Segmenter", "Cancelled"]
@@ -143,13 +144,15 @@ class Segmenter:
                 changed = int(np.count_nonzero(predicted[key].full() ^ boxed))
                 full = orient.from_canonical(boxed)
                 masks[key] = OrganMask.from_full(full)
-                stats[key] = organ_stats(package.organ, full, ct, image.GetSpacing(), changed)
+                sides = splitter.split(full) if package.organ.paired else None
+                stats[key] = organ_stats(package.organ, full, ct, image.GetSpacing(), changed, sides)
                 pending.remove(package)
                 if progress:
                     progress(Progress(len(masks), len(packages), package.organ, "done", seconds[key], masks[key]))
 
         t0 = time.perf_counter()
-        body = body_mask(canonical)  # once per CT: crop boxes, the lungs labeller and plausibility share it
+        body = body_mask(canonical)  # once per CT: crop boxes, the lungs labeller, sides and plausibility share it
+        splitter = SideSplitter(image, body_getter(body))
         boxes = slice_boxes(body)
         seconds["_prepare"] = time.perf_counter() - t0
         by_key = {p.organ.key: p for p in packages}

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from organseg.body import body_mask
 from organseg.masks import bounding_box
 from organseg.orientation import Reorientation
 
@@ -42,6 +43,11 @@ class SideSplitter:
         self.x0 = reference.TransformContinuousIndexToPhysicalPoint([float(v) for v in start])[0]
         self.x_steps = np.array(steps)  #: LPS x mm per canonical (S, P, L) index step
         self.centre_x = self.x0 + float(self.x_steps @ (np.array(shape) - 1)) / 2.0  #: used without a body contour
+
+    @classmethod
+    def of_ct(cls, reference: sitk.Image, ct: np.ndarray) -> "SideSplitter":
+        """The splitter of a CT's (z, y, x) HU array on the reference grid (its body contour computed here)."""
+        return cls(reference, body_getter(body_mask(Reorientation.of(reference).to_canonical(ct))))
 
     def midline(self, lo: int, hi: int) -> np.ndarray:
         """LPS x (mm) of the body midline on canonical slices lo..hi-1; slices without a body contour take the mean

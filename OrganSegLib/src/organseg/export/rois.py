@@ -7,14 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from organseg.body import body_mask
 from organseg.catalogue import Part, organ
 from organseg.dicom_series import Series, read_regular
 from organseg.errors import InputError
 from organseg.export.roi_names import RoiNames
 from organseg.export.source import array_on_series_grid
-from organseg.orientation import Reorientation
-from organseg.sides import SideSplitter, body_getter
+from organseg.sides import SideSplitter
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,4 @@ def export_rois(masks: Mapping[str, np.ndarray], series: Series, names: RoiNames
 
 def _splitter(series: Series) -> SideSplitter:
     """Sides on the body midline of the series' own CT (read once, only when a paired organ is exported)."""
-    grid = series.grid()
-    ct = array_on_series_grid(read_regular(series), series, series.folder)
-    return SideSplitter(grid, body_getter(body_mask(Reorientation.of(grid).to_canonical(ct))))
+    return SideSplitter.of_ct(series.grid(), array_on_series_grid(read_regular(series), series, series.folder))
