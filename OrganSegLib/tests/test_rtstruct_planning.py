@@ -20,10 +20,10 @@ import SimpleITK as sitk
 import organseg
 from organseg.catalogue import ORGANS, organ
 from organseg.cli import main
-from organseg.dicom_series import find_series
-from organseg.io import read_ct
-from organseg.plausibility import check_masks
-from organseg.sides import SideSplitter
+from organseg.ct.dicom_series import find_series
+from organseg.ct.read import read_ct
+from organseg.results.plausibility import check_masks
+from organseg.method.sides import SideSplitter
 import dciodvfy
 from ct_dicom import write_ct_series
 

@@ -55,7 +55,7 @@ class Organ:
 
     @property
     def paired(self) -> bool:
-        """A left-right pair exported as a right and a left part (PAIRED, organseg.sides)."""
+        """A left-right pair exported as a right and a left part (PAIRED, organseg.method.sides)."""
         return self.key in PAIRED
 
     def part(self, side: str | None) -> "Part":
@@ -112,7 +112,7 @@ _BONES = _VERTEBRAE + _RIBS + (
     "sacrum", "humerus_left", "humerus_right", "scapula_left", "scapula_right", "clavicula_left",
     "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "skull", "sternum")
 
-#: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.plausibility);
+#: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.results.plausibility);
 #: set from tissue values and checked on the real CTs (Testing/benchmarks/PLAUSIBILITY.md).
 HU_SOFT = (-40.0, 200.0)  #: parenchyma: fat is about -100, cancellous bone 200 and more
 HU_FATTY = (-150.0, 200.0)  #: small, thin or fat-infiltrated organs (adrenals, pancreas, thymus, esophagus)
@@ -178,7 +178,7 @@ TG263: dict[str, str] = {
     "eyes": "Eyes", "brain": "Brain", "brainstem": "Brainstem", "parotid_left": "Parotid_L",
     "parotid_right": "Parotid_R", "mandible": "Bone_Mandible", "larynx": "Larynx",
 }
-#: Paired organs, exported as a right and a left part (organseg.sides): TG-263 name of each side, and the singular
+#: Paired organs, exported as a right and a left part (organseg.method.sides): TG-263 name of each side, and the singular
 #: that names a side in the catalogue's words ("Right kidney").
 PAIRED: dict[str, dict[str, str]] = {
     "lungs": {"right": "Lung_R", "left": "Lung_L", "singular": "lung"},
@@ -236,7 +236,6 @@ ORGANS: tuple[Organ, ...] = (
 )
 
 _BY_KEY = {o.key: o for o in ORGANS}
-_BY_LABEL = {o.label: o for o in ORGANS}
 REGIONS = ("head", "thorax", "abdomen", "pelvis", "skeleton")
 
 
@@ -248,11 +247,6 @@ def organ(key: str) -> Organ:
     near = difflib.get_close_matches(normalised, list(_BY_KEY), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(near)}?" if near else " Run `organseg organs` for the list."
     raise InputError(f"unknown organ name '{key}'.{hint}")
-
-
-def organ_by_label(label: int) -> Organ:
-    """The organ with this label value in the multi-label map."""
-    return _BY_LABEL[label]
 
 
 def parse_organs(spec: str | list[str] | tuple[str, ...] | None) -> list[Organ]:

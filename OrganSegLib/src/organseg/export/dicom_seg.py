@@ -21,7 +21,7 @@ from pydicom.uid import generate_uid
 
 from organseg import __version__
 from organseg.catalogue import CATEGORY
-from organseg.dicom_series import Series
+from organseg.ct.dicom_series import Series
 from organseg.export.roi_names import TG263_NAMES, RoiNames
 from organseg.export.rois import Roi, export_rois
 from organseg.export.source import reference_headers, write_export

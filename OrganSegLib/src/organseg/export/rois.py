@@ -1,5 +1,5 @@
 """The ROIs (RTSTRUCT) and segments (DICOM SEG) of an export: one per organ, a paired organ's right and left
-parts apart (`organseg.sides`, on the CT's own body midline), named by a `RoiNames` scheme."""
+parts apart (`organseg.method.sides`, on the CT's own body midline), named by a `RoiNames` scheme."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from organseg.catalogue import Part, organ
-from organseg.dicom_series import Series, read_regular
+from organseg.ct.dicom_series import Series, read_regular
 from organseg.errors import InputError
 from organseg.export.roi_names import RoiNames
-from organseg.export.source import array_on_series_grid
-from organseg.sides import SideSplitter
+from organseg.export.source import array_on_series_grid, present_masks
+from organseg.method.sides import SideSplitter
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,11 @@ def export_rois(masks: Mapping[str, np.ndarray], series: Series, names: RoiNames
                 what: str) -> tuple[list[Roi], list[str]]:
     """ROIs of the non-empty masks in catalogue order, and notes for the user (left-out organs, a pair found on
     one side only). `what` names the file in the notes ("RTSTRUCT", "DICOM SEG")."""
-    organs = sorted((organ(k) for k in masks), key=lambda o: o.label)
-    names.check_covers(organs)
-    notes, parts = [], []
+    names.check_covers(organ(k) for k in masks)
+    notes: list[str] = []
+    parts = []
     splitter = None
-    for o in organs:
-        mask = np.asarray(masks[o.key], dtype=bool)
-        if not mask.any():
-            notes.append(f"{o.display_name}: empty mask, left out of the {what}")
-            continue
+    for o, mask in present_masks(masks, what, notes):
         if not o.paired:
             parts.append((o.part(None), mask))
             continue

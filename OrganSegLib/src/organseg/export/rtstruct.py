@@ -24,7 +24,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
 from organseg import __version__
-from organseg.dicom_series import Series
+from organseg.ct.dicom_series import Series
 from organseg.export.contours import slice_polygons, to_patient
 from organseg.export.roi_names import TG263_NAMES, RoiNames
 from organseg.export.rois import Roi, export_rois
@@ -58,13 +58,17 @@ def build_rtstruct(masks: Mapping[str, np.ndarray], series: Series, names: RoiNa
     ds.ReferencedFrameOfReferenceSequence = Sequence([_frame_reference(headers)])
     ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = Sequence(), Sequence(), Sequence()
     for roi in rois:
+        contours = _contours(roi.mask, series, headers)
+        if not contours:  # a mask too small to outline
+            notes.append(f"{roi.name}: too small to outline, left out of the RTSTRUCT")
+            continue
         ds.StructureSetROISequence.append(_dataset(
             ROINumber=roi.number, ReferencedFrameOfReferenceUID=frame, ROIName=roi.name,
             ROIDescription=f"OrganSeg {roi.part.key}", ROIGenerationAlgorithm="AUTOMATIC",
             ROIGenerationDescription=generation_description(roi.part.organ.key, models or {})))
         ds.ROIContourSequence.append(_dataset(
             ReferencedROINumber=roi.number, ROIDisplayColor=list(roi.part.colour),
-            ContourSequence=Sequence(_contours(roi.mask, series, headers))))
+            ContourSequence=Sequence(contours)))
         ds.RTROIObservationsSequence.append(_observation(roi))
     return ds, header_notes + notes
 

@@ -17,12 +17,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from organseg import postprocess as pp
-from organseg.body import BODY_THRESHOLD_HU, body_mask
 from organseg.catalogue import HU_FATTY, HU_SOFT, PAIRED, Organ, organ
+from organseg.ct.orientation import Reorientation
 from organseg.masks import axial_extent, bounding_box
-from organseg.orientation import Reorientation
-from organseg.sides import SideSplitter
+from organseg.method import postprocess as pp
+from organseg.method.body import BODY_THRESHOLD_HU, body_mask
+from organseg.method.sides import SideSplitter
 
 #: Every code a check can give, in report order. Codes are stable: scripts and tables select on them.
 CODES = ("not_found", "cut_by_fov", "volume_low", "volume_high", "outside_body", "position", "fragmented",
@@ -62,7 +62,7 @@ class Measures:
     side_mm: float  #: centre minus body midline, positive toward the patient's left; NaN for non-lateral organs
     expected: bool  #: the anchors bound the organ's window on both sides inside the image: it should be there
     window_mm: tuple[float, float] | None  #: anchor window in mm above the most inferior slice, for the reasons
-    side_voxels: tuple[int, int] | None = None  #: a paired organ's (right, left) voxels (organseg.sides); else None
+    side_voxels: tuple[int, int] | None = None  #: a paired organ's (right, left) voxels (organseg.method.sides); else None
 
 
 class Scan:
@@ -71,8 +71,7 @@ class Scan:
     def __init__(self, reference: sitk.Image, ct: np.ndarray, body: np.ndarray | None = None) -> None:
         self.orient = Reorientation.of(reference)
         self.ct = self.orient.to_canonical(ct)
-        spacing_zyx = reference.GetSpacing()[::-1]
-        self.spacing = tuple(float(spacing_zyx[p]) for p in self.orient.permutation)  #: (S, P, L) mm
+        self.spacing = self.orient.spacing(reference)  #: (S, P, L) mm
         self._body = np.zeros(self.ct.shape, dtype=bool) if body is None else body  #: canonical body contour
         self._done = np.full(self.ct.shape[0], body is not None)
 

@@ -17,7 +17,7 @@ def organ_stats(organ: Organ, mask: np.ndarray, ct: np.ndarray, spacing: tuple[f
     """Statistics of one organ; `mask` and `ct` are (z, y, x) arrays on the same grid, spacing in (x, y, z) mm.
 
     `changed_voxels` counts voxels post-processing added or removed. `sides`: a paired organ's (right, left) masks
-    (organseg.sides), whose volumes are added; None for other organs. The bounding box is in ITK voxel
+    (organseg.method.sides), whose volumes are added; None for other organs. The bounding box is in ITK voxel
     indices (i, j, k), inclusive; empty masks give zeros and None.
     """
     voxel_ml = float(np.prod(spacing)) / 1000.0

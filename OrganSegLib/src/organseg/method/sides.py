@@ -15,9 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from organseg.body import body_mask
+from organseg.method.body import body_mask
 from organseg.masks import bounding_box
-from organseg.orientation import Reorientation
+from organseg.ct.orientation import Reorientation
 
 STRADDLE = 0.10  #: a piece with more than this share of its voxels on each side is cut at the midline
 #: 26-connected pieces: a thin organ drawn slice by slice stays one piece
