@@ -153,7 +153,8 @@ def test_exports_carry_what_planning_systems_check_and_pass_dciodvfy(openkbp_res
     assert series.SeriesInstanceUID == ct.headers[0].SeriesInstanceUID
     assert {i.ReferencedSOPInstanceUID for i in series.ContourImageSequence} == {h.SOPInstanceUID for h in ct.headers}
     colours = {}
-    for roi, contour, observation in zip(rt.StructureSetROISequence, rt.ROIContourSequence, rt.RTROIObservationsSequence):
+    for roi, contour, observation in zip(rt.StructureSetROISequence, rt.ROIContourSequence,
+                                         rt.RTROIObservationsSequence):
         part = PARTS[roi.ROIName]
         assert roi.ROIGenerationAlgorithm == "AUTOMATIC" and observation.RTROIInterpretedType == "ORGAN"
         assert roi.ROIGenerationDescription == f"OrganSeg {organseg.__version__}, {models[part.organ.key]}"

@@ -172,14 +172,15 @@ SIDES = {"liver": "right", "gallbladder": "right", "spleen": "left", "stomach": 
 #: femur heads); its ROIs are its sides' (PAIRED).
 TG263: dict[str, str] = {
     "liver": "Liver", "heart": "Heart", "pancreas": "Pancreas", "bones": "Bone", "kidneys": "Kidneys",
-    "spleen": "Spleen", "urinary_bladder": "Bladder", "esophagus": "Esophagus", "lungs": "Lungs", "spinal_cord": "SpinalCord", "aorta": "A_Aorta", "gallbladder": "Gallbladder",
+    "spleen": "Spleen", "urinary_bladder": "Bladder", "esophagus": "Esophagus", "lungs": "Lungs",
+    "spinal_cord": "SpinalCord", "aorta": "A_Aorta", "gallbladder": "Gallbladder",
     "adrenal_glands": "Glnd_Adrenal", "inferior_vena_cava": "V_Venacava_I", "colon": "Colon", "rectum": "Rectum",
     "small_intestine": "Bowel_Small", "stomach": "Stomach", "thymus": "Glnd_Thymus", "gi_tract": "Bowel",
     "eyes": "Eyes", "brain": "Brain", "brainstem": "Brainstem", "parotid_left": "Parotid_L",
     "parotid_right": "Parotid_R", "mandible": "Bone_Mandible", "larynx": "Larynx",
 }
-#: Paired organs, exported as a right and a left part (organseg.method.sides): TG-263 name of each side, and the singular
-#: that names a side in the catalogue's words ("Right kidney").
+#: Paired organs, exported as a right and a left part (organseg.method.sides): TG-263 name of each side, and the
+#: singular that names a side in the catalogue's words ("Right kidney").
 PAIRED: dict[str, dict[str, str]] = {
     "lungs": {"right": "Lung_R", "left": "Lung_L", "singular": "lung"},
     "kidneys": {"right": "Kidney_R", "left": "Kidney_L", "singular": "kidney"},

@@ -58,8 +58,8 @@ class SideSplitter:
         cols = (body.sum(axis=1) * np.arange(body.shape[2])).sum(axis=1)
         found = counts > 0
         x = np.full(len(counts), np.nan)
-        x[found] = (self.x0 + self.x_steps[0] * (np.arange(lo, hi)[found]) + self.x_steps[1] * rows[found] / counts[found]
-                    + self.x_steps[2] * cols[found] / counts[found])
+        x[found] = (self.x0 + self.x_steps[0] * np.arange(lo, hi)[found]
+                    + (self.x_steps[1] * rows[found] + self.x_steps[2] * cols[found]) / counts[found])
         return np.where(found, x, np.nanmean(x) if found.any() else self.centre_x)
 
     def split_canonical(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

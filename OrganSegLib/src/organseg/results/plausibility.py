@@ -62,7 +62,7 @@ class Measures:
     side_mm: float  #: centre minus body midline, positive toward the patient's left; NaN for non-lateral organs
     expected: bool  #: the anchors bound the organ's window on both sides inside the image: it should be there
     window_mm: tuple[float, float] | None  #: anchor window in mm above the most inferior slice, for the reasons
-    side_voxels: tuple[int, int] | None = None  #: a paired organ's (right, left) voxels (organseg.method.sides); else None
+    side_voxels: tuple[int, int] | None = None  #: a pair's (right, left) voxels (organseg.method.sides); else None
 
 
 class Scan:
