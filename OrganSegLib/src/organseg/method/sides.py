@@ -70,9 +70,10 @@ class SideSplitter:
         first, end = bounding_box(mask)
         box = tuple(slice(a, b) for a, b in zip(first, end))
         crop = np.asarray(mask[box], dtype=bool)
-        s, p, l = np.ogrid[first[0]:end[0], first[1]:end[1], first[2]:end[2]]
-        leftward = (self.x0 + self.x_steps[0] * s + self.x_steps[1] * p + self.x_steps[2] * l
-                    - self.midline(first[0], end[0])[:, None, None]) > 0  # LPS +x: the patient's left
+        p, l = np.ogrid[first[1]:end[1], first[2]:end[2]]
+        in_plane = self.x_steps[1] * p + self.x_steps[2] * l  # one slice's LPS x offsets: bool per slice, not floats
+        offset = self.x0 + self.x_steps[0] * np.arange(first[0], end[0]) - self.midline(first[0], end[0])
+        leftward = np.stack([in_plane + d > 0 for d in offset])  # LPS +x: the patient's left
         pieces, count = ndimage.label(crop, structure=_PIECES)
         size = np.bincount(pieces.ravel(), minlength=count + 1)
         on_left = np.bincount(pieces.ravel(), weights=leftward.ravel(), minlength=count + 1)
