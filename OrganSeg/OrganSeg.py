@@ -85,6 +85,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.currentIndexChanged.connect(self.updateParameterNodeFromGUI)
         self.ui.postprocessCheckBox.toggled.connect(self.updateParameterNodeFromGUI)
         self.ui.interpolateCheckBox.toggled.connect(self.updateParameterNodeFromGUI)
+        self.ui.roiNamesComboBox.editTextChanged.connect(self.updateParameterNodeFromGUI)
         self.ui.organTree.itemChanged.connect(self.updateParameterNodeFromGUI)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -134,6 +135,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.deviceComboBox.currentIndex = max(self.ui.deviceComboBox.findData(p.device), 0)
                 self.ui.postprocessCheckBox.checked = p.postprocess
                 self.ui.interpolateCheckBox.checked = p.interpolate
+                self.ui.roiNamesComboBox.setEditText(p.roiNames)
                 chosen = set(filter(None, p.organs.split(",")))
                 for key, item in self.organItems.items():
                     item.setCheckState(0, qt.Qt.Checked if key in chosen else qt.Qt.Unchecked)
@@ -150,6 +152,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.device = self.ui.deviceComboBox.currentData or "auto"
             p.postprocess = self.ui.postprocessCheckBox.checked
             p.interpolate = self.ui.interpolateCheckBox.checked
+            p.roiNames = self.ui.roiNamesComboBox.currentText.strip() or "tg263"
             p.organs = ",".join(key for key, item in self.organItems.items() if item.checkState(0) == qt.Qt.Checked)
             p.EndModify(wasModifying)
         self.updateButtons()
@@ -319,7 +322,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(waitCursor=True):
-            notes = export(segmentation, volume, kind, path)
+            notes = export(segmentation, volume, kind, path, roi_names=self.ui.roiNamesComboBox.currentText)
         self.status([_("wrote {path}").format(path=path)] + notes)
 
 

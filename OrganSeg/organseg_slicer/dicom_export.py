@@ -46,13 +46,16 @@ def source_series_files(volume_node: slicer.vtkMRMLScalarVolumeNode, database=No
 
 
 def export(segmentation_node: slicer.vtkMRMLSegmentationNode, volume_node: slicer.vtkMRMLScalarVolumeNode,
-           kind: str, path: str | Path, database=None) -> list[str]:
-    """Write the segmentation as RTSTRUCT or DICOM SEG to `path` (never over an existing file).
+           kind: str, path: str | Path, database=None, roi_names: str = "tg263") -> list[str]:
+    """Write the segmentation as RTSTRUCT or DICOM SEG to `path` (never over an existing file), ROIs named by
+    `roi_names` (tg263, catalogue or a clinic's names file, as `organseg export-rtstruct --roi-names`).
 
     Returns the exporter's notes for the user.
     """
     from organseg.ct.dicom_series import find_series
+    from organseg.export.roi_names import load_roi_names
 
+    names = load_roi_names(roi_names.strip() or None)
     if kind not in KINDS:
         raise InputError(f"unknown export kind '{kind}'; use {' or '.join(KINDS)}")
     files = source_series_files(volume_node, database)
@@ -70,6 +73,6 @@ def export(segmentation_node: slicer.vtkMRMLSegmentationNode, volume_node: slice
                      for key, m in masks.items()}
         if kind == "rtstruct":
             from organseg.export.rtstruct import write_rtstruct
-            return write_rtstruct(on_series, series, path)
+            return write_rtstruct(on_series, series, path, names=names)
         from organseg.export.dicom_seg import write_dicom_seg
-        return write_dicom_seg(on_series, series, path)
+        return write_dicom_seg(on_series, series, path, names=names)

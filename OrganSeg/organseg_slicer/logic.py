@@ -16,6 +16,7 @@ from organseg.catalogue import parse_organs
 from organseg.errors import InputError, ModelError
 from organseg.method.model_package import ModelStore
 from organseg.method.runtime import resolve_device
+from organseg.method.sides import SideSplitter
 from organseg.results.plausibility import check_masks, flagged, warning_lines
 from organseg.results.result import Progress
 from organseg.results.stats import organ_stats
@@ -285,10 +286,14 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         spacing = tuple(np.linalg.norm(volume_ijk_to_ras(volume_node)[:3, :3], axis=0))
         segmentation = segmentation_node.GetSegmentation()
         segments = organ_segments(segmentation_node)
+        splitter = None  # a paired organ's right and left volumes, on the CT's body midline (made once, if needed)
         for segment_id in segments:
             if segment_id not in rows:
-                rows[segment_id] = organ_stats(segment_organ(segmentation_node, segment_id),
-                                               segment_mask(segmentation_node, segment_id, volume_node), ct, spacing)
+                o, mask = segment_organ(segmentation_node, segment_id), segment_mask(segmentation_node, segment_id,
+                                                                                     volume_node)
+                if o.paired and splitter is None:
+                    splitter = SideSplitter.of_ct(image_from_volume(volume_node), ct)
+                rows[segment_id] = organ_stats(o, mask, ct, spacing, sides=splitter.split(mask) if o.paired else None)
             rows[segment_id]["name"] = segmentation.GetSegment(segment_id).GetName()
         if check:
             masks = {key: (lambda sid=sid: segment_mask(segmentation_node, sid, volume_node))

@@ -18,3 +18,4 @@ class OrganSegParameterNode:
     device: str = "auto"  #: auto, cpu, cuda or mps
     postprocess: bool = True
     interpolate: bool = False
+    roiNames: str = "tg263"  #: names of exported ROIs and segments: tg263, catalogue or a clinic's names file (JSON)

@@ -1,4 +1,5 @@
-"""The organ volume table: one row per organ segment (name, volume in mL, voxels, HU statistics, plausibility flags)."""
+"""The organ volume table: one row per organ segment (name, volume in mL, voxels, HU statistics, plausibility flags,
+and each side's volume of a paired organ)."""
 from __future__ import annotations
 
 import math
@@ -9,14 +10,16 @@ import vtk
 #: (column title, key in an organseg.results.stats row, unit)
 COLUMNS = (("Organ", "name", ""), ("Volume [mL]", "volume_ml", "mL"), ("Voxels", "voxels", ""),
            ("Mean HU", "mean_hu", "HU"), ("Std HU", "std_hu", "HU"), ("Min HU", "min_hu", "HU"),
-           ("Max HU", "max_hu", "HU"), ("Flags", "flags", ""))
+           ("Max HU", "max_hu", "HU"), ("Flags", "flags", ""), ("Right [mL]", "volume_right_ml", "mL"),
+           ("Left [mL]", "volume_left_ml", "mL"))
 TEXT = ("name", "flags")  #: string columns; flags: the codes joined by ';', empty when nothing is wrong
 
 
 def fill_table(table_node: slicer.vtkMRMLTableNode, rows: list[dict]) -> None:
     """Replace the table's contents by the statistics rows (organseg.results.stats.organ_stats dictionaries).
 
-    Empty organs have 0 mL and NaN HU statistics; rows without flags (not checked yet) have an empty cell.
+    Empty organs have 0 mL and NaN HU statistics; rows without flags (not checked yet) have an empty cell; organs
+    that are not a pair have NaN side volumes.
     """
     table = vtk.vtkTable()
     for title, key, _ in COLUMNS:

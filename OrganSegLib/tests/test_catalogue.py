@@ -52,3 +52,16 @@ def test_the_head_and_neck_organs_follow_the_paper_s_23_with_their_sides_and_tis
     low, high = new["mandible"].median_hu
     assert low >= 80 and high > 1000, "the mandible is bone"
     assert new["parotid_left"].snomed_code == new["parotid_right"].snomed_code == "45289007"
+
+
+def test_every_exported_structure_has_a_unique_tg263_name_of_at_most_16_characters():
+    from organseg.catalogue import PAIRED, SIDE_WORDS
+    parts = [p for o in ORGANS for p in o.parts()]
+    names = [p.tg263 for p in parts]
+    assert len(set(names)) == len(names) and all(0 < len(n) <= 16 and " " not in n for n in names), names
+    assert len({p.key for p in parts}) == len(parts) and len({p.display_name for p in parts}) == len(parts)
+    for key in PAIRED:  # a pair is its sides: <Name>_R on the right, <Name>_L on the left, each its own shade
+        right, left = organ(key).parts()
+        assert (right.side, left.side) == tuple(SIDE_WORDS) and right.tg263.endswith("_R") and left.tg263.endswith("_L")
+        assert len({right.colour, left.colour, organ(key).colour}) == 3
+    assert organ("spinal_cord").tg263 == "SpinalCord" and organ("mandible").tg263 == "Bone_Mandible"

@@ -13,6 +13,7 @@ from matplotlib.path import Path as PolygonPath
 from scipy import ndimage
 from skimage.draw import polygon2mask
 
+import organseg
 from organseg.catalogue import CATEGORY, ORGANS, organ
 from organseg.cli import main
 from organseg.ct.dicom_series import find_series
@@ -23,6 +24,14 @@ pydicom.dicomio.read_file = pydicom.dcmread
 from dicompylercore import dicomparser  # noqa: E402
 
 EXPECTED = {"liver", "spleen", "stomach", "pancreas", "aorta", "colon", "bones"}
+#: Catalogue part key -> part, for reading names and keys back.
+PARTS = {p.key: p for o in ORGANS for p in o.parts()}
+
+
+def roi_name(key):
+    """The TG-263 ROI name of an organ of the fixture: TotalSegmentator labelled only the right adrenal gland, so
+    the pair is exported as its right part alone."""
+    return "Glnd_Adrenal_R" if key == "adrenal_glands" else organ(key).tg263
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +62,11 @@ def exports(tmp_path_factory, data_dir, organ_masks, dicom_ct):
 
 
 @pytest.mark.parametrize("name", ["rtstruct.dcm", "seg.dcm"])
-def test_dciodvfy_reports_no_errors(exports, name):
+def test_dciodvfy_reports_no_errors_or_warnings(exports, name, data_dir):
     dciodvfy.require()
-    report, errors = dciodvfy.validate(exports / name)
+    report, _ = dciodvfy.validate(exports / name)
     assert ("RTStructureSet" if name == "rtstruct.dcm" else "Segmentation") in report
-    assert errors == []
+    assert dciodvfy.problems(exports / name, find_series(data_dir / "example_ct_dicom").files[0]) == []
 
 
 def _rasterise(coordinates, dicom_ct, fill):
@@ -99,10 +108,10 @@ def test_rtstruct_read_by_dicompyler_restores_every_organ(exports, organ_masks, 
     assert any(ndimage.label(s)[1] > 1 for s in slices)
     parser = dicomparser.DicomParser(str(exports / "rtstruct.dcm"))
     structures = {s["name"]: number for number, s in parser.GetStructures().items()}
-    assert set(structures) == {organ(k).display_name for k in organ_masks}
+    assert set(structures) == {roi_name(k) for k in organ_masks}
     dice = {}
     for key, mask in organ_masks.items():
-        coordinates = parser.GetStructureCoordinates(structures[organ(key).display_name])
+        coordinates = parser.GetStructureCoordinates(structures[roi_name(key)])
         restored = _rasterise(coordinates, dicom_ct, _fill_matplotlib)
         cross_check = _rasterise(coordinates, dicom_ct, _fill_skimage)
         assert _dice(restored, cross_check) >= 0.999, key
@@ -121,12 +130,21 @@ def test_rtstruct_names_colours_codes_and_references(exports, organ_masks, data_
     referenced = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
     assert {i.ReferencedSOPInstanceUID for i in referenced.ContourImageSequence} == set(uid_z)
     rois = {r.ROINumber: r for r in ds.StructureSetROISequence}
+    assert sorted(r.ROIName for r in rois.values()) == sorted(roi_name(k) for k in organ_masks)
+    assert (ds.StructureSetLabel, ds.SeriesDescription, ds.Manufacturer) == ("OrganSeg", "OrganSeg organs", "OrganSeg")
+    study = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
+    assert ds.SoftwareVersions == organseg.__version__ and ds.StudyInstanceUID == study.ReferencedSOPInstanceUID
     for roi, observation in zip(ds.ROIContourSequence, ds.RTROIObservationsSequence):
-        o = organ(rois[roi.ReferencedROINumber].ROIName.lower().replace(" ", "_"))
-        assert rois[roi.ReferencedROINumber].ReferencedFrameOfReferenceUID == frame
-        assert list(roi.ROIDisplayColor) == list(o.colour)
+        structure = rois[roi.ReferencedROINumber]
+        part = PARTS[structure.ROIDescription.removeprefix("OrganSeg ")]
+        assert structure.ROIName == part.tg263 and observation.ROIObservationLabel == part.tg263
+        assert structure.ReferencedFrameOfReferenceUID == frame
+        assert structure.ROIGenerationAlgorithm == "AUTOMATIC"
+        assert structure.ROIGenerationDescription == f"OrganSeg {organseg.__version__}"  # masks without stats.json
+        assert list(roi.ROIDisplayColor) == list(part.colour)
+        assert observation.ReferencedROINumber == roi.ReferencedROINumber
         assert observation.RTROIInterpretedType == "ORGAN"
-        assert observation.RTROIIdentificationCodeSequence[0].CodeValue == o.snomed_code
+        assert observation.RTROIIdentificationCodeSequence[0].CodeValue == part.organ.snomed_code
         for contour in roi.ContourSequence:
             z = float(contour.ContourData[2])
             assert contour.ContourGeometricType == "CLOSED_PLANAR"
@@ -141,8 +159,8 @@ def test_dicom_seg_read_by_highdicom_matches_every_voxel(exports, organ_masks, d
     assert seg.FrameOfReferenceUID == series.headers[0].FrameOfReferenceUID
     found = set()
     for description in seg.SegmentSequence:
-        o = organ(description.TrackingID)
-        assert description.SegmentLabel == o.display_name
+        o = PARTS[description.TrackingID].organ
+        assert description.SegmentLabel == roi_name(o.key)
         category, kind = description.SegmentedPropertyCategoryCodeSequence[0], description.SegmentedPropertyTypeCodeSequence[0]
         assert (category.CodingSchemeDesignator, category.CodeValue, category.CodeMeaning) == CATEGORY
         assert (kind.CodingSchemeDesignator, kind.CodeValue, kind.CodeMeaning) == o.snomed_type
@@ -223,4 +241,4 @@ def test_segment_writes_valid_rtstruct_and_seg_into_the_result_folder(tmp_path, 
     assert [r.ROIName for r in pydicom.dcmread(out / "rtstruct.dcm").StructureSetROISequence][:1] == ["Liver"]
     if dciodvfy.AVAILABLE:
         for name in ("rtstruct.dcm", "seg.dcm"):
-            assert not dciodvfy.validate(out / name)[1]
+            assert dciodvfy.problems(out / name, find_series(data_dir / "example_ct_dicom").files[0]) == []

@@ -77,17 +77,38 @@ def test_soft_tissue_organ_in_bone_is_flagged_and_bones_there_are_not(example):
 
 def test_volume_range_applies_only_to_whole_organs(example):
     image, ct = example
+
+    def kidneys(mask):  # one ball is one kidney: `one_side` fires too (test_one_side_...), left out here
+        found = check(image, {"kidneys": mask})["kidneys"]
+        assert "one_side" in found
+        return [code for code in found if code != "one_side"]
+
     soft = ndimage.binary_erosion(ct > -300, iterations=12) & (np.abs(ndimage.uniform_filter(ct, 9) - 40) < 30)
     centre = np.argwhere(soft)[len(np.argwhere(soft)) // 2]
     big = ball(ct.shape, centre, 22) & (ct > -300)  # about 1.2 L: larger than two kidneys
-    assert check(image, {"kidneys": big})["kidneys"] == ["volume_high"]
+    assert kidneys(big) == ["volume_high"]
     small = ball(ct.shape, (0, *centre[1:]), 3) & (ct > -300)  # touches the first slice: a lower bound
-    assert check(image, {"kidneys": small})["kidneys"] == ["cut_by_fov"]
-    assert check(image, {"kidneys": np.roll(small, 5, axis=0)})["kidneys"] == ["volume_low"]
+    assert kidneys(small) == ["cut_by_fov"]
+    assert kidneys(np.roll(small, 5, axis=0)) == ["volume_low"]
     for edge in (np.roll(small, -4, axis=0), ball(ct.shape, (centre[0], ct.shape[1] - 1, centre[2]), 3),
                  ball(ct.shape, (centre[0], centre[1], 0), 3)):  # the last slice, the in-plane edges
-        found = check(image, {"kidneys": edge})["kidneys"]
+        found = kidneys(edge)
         assert "cut_by_fov" in found and "volume_low" not in found
+
+
+def test_one_side_fires_for_a_pair_found_on_one_side_only(example):
+    """Two balls placed mirror-wise about the body's centre are a pair; either alone is flagged with its side."""
+    image, ct = example
+    body = ct > -300
+    cols = np.nonzero(body.any(axis=(0, 1)))[0]
+    z = ct.shape[0] // 2
+    mid, y = (cols[0] + cols[-1]) // 2, int(np.nonzero(body[z].any(axis=1))[0].mean())
+    one, other = ball(ct.shape, (z, y, mid - 20), 5), ball(ct.shape, (z, y, mid + 20), 5)
+    assert "one_side" not in check(image, {"eyes": one | other})["eyes"]
+    reasons = [next(f.reason for f in check_masks(image, ct, {"eyes": lambda m=m: m})["eyes"] if f.code == "one_side")
+               for m in (one, other)]
+    assert {r.split(" only")[0].split()[-1] for r in reasons} == {"right", "left"}
+
 
 def test_not_found_and_axial_position_follow_the_anchor_organs(example):
     image, ct = example

@@ -170,6 +170,25 @@ def test_recompute_after_edit(scene, ct_volume, tiny_models):
     assert after["volume_ml"] == pytest.approx(before["volume_ml"] - removed * voxel_ml, rel=1e-12)
 
 
+def test_table_gives_a_pairs_side_volumes_and_flags_one_side(scene, ct_volume, ts_labels, data_dir):
+    """TotalSegmentator labelled only the right adrenal gland of the series: its right volume is the total, the left
+    0 mL, and the row says so; an organ that is not a pair has no side volumes."""
+    import json
+    names = json.loads((data_dir / "labels_totalsegmentator_v2.json").read_text())
+    labels = sitk.GetArrayFromImage(ts_labels)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "organs")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct_volume)
+    adrenal = labels == next(int(v) for v, n in names.items() if n == "adrenal_gland_right")
+    for key, mask in (("adrenal_glands", adrenal), ("liver", labels == TS_LIVER)):
+        set_organ_segment(node, organ(key), OrganMask.from_full(mask), ct_volume)
+    table = OrganSegLogic(scene).recomputeTable(node, ct_volume)
+    rows = {r["name"]: r for r in table_rows(table)}
+    gland = rows["Adrenal glands"]
+    assert gland["volume_right_ml"] == pytest.approx(gland["volume_ml"]) and gland["volume_left_ml"] == 0
+    assert "one_side" in gland["flags"]
+    assert np.isnan(rows["Liver"]["volume_right_ml"]) and np.isnan(rows["Liver"]["volume_left_ml"])
+
+
 def test_existing_segmentation_changed_only_when_chosen(scene, ct_volume, tiny_models, ts_labels):
     manual, manual_id, spleen = manual_spleen(scene, ct_volume, ts_labels)
     logic = OrganSegLogic(scene)
@@ -282,6 +301,16 @@ def test_dicom_export_references_the_source_series(scene, ct_volume, ts_labels, 
     assert referenced and referenced <= set(files)
     with pytest.raises(OutputError, match="exists"):
         export(node, ct_volume, kind, out, Database())
+    clinic = tmp_path / "clinic.json"  # the panel's ROI names choice: a clinic's names file
+    clinic.write_text('{"liver": "LIVER_AUTO", "spleen": "SPLEEN_AUTO"}')
+    export(node, ct_volume, kind, tmp_path / "clinic.dcm", Database(), roi_names=str(clinic))
+    ds = pydicom.dcmread(tmp_path / "clinic.dcm")
+    labels = ds.StructureSetROISequence if kind == "rtstruct" else ds.SegmentSequence
+    assert [r.ROIName if kind == "rtstruct" else r.SegmentLabel for r in labels] == ["LIVER_AUTO", "SPLEEN_AUTO"]
+    clinic.write_text('{"liver": "LIVER_AUTO"}')
+    with pytest.raises(InputError, match="clinic.json: names no ROI for spleen"):
+        export(node, ct_volume, kind, tmp_path / "none.dcm", Database(), roi_names=str(clinic))
+    assert not (tmp_path / "none.dcm").exists()
 
 
 def test_ui_parses_and_names_every_widget_the_module_uses():

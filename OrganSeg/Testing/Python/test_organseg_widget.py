@@ -133,6 +133,14 @@ def test_recompute_and_export_of_the_result(panel, tmp_path):
     panel.click(ui(panel).exportRtstructButton)
     assert panel.dialogs[-2] == "Export RTSTRUCT" and "was not loaded from DICOM" in panel.dialogs[-1]
     assert not (tmp_path / "rt.dcm").exists()
+    names = tmp_path / "clinic.json"  # the ROI names choice: kept in the parameter node, checked on export
+    ui(panel).roiNamesComboBox.setEditText(str(names))
+    assert panel.widget._parameterNode.roiNames == str(names)
+    panel.answer(str(tmp_path / "rt.dcm"), QMessageBox.Ok)
+    panel.click(ui(panel).exportRtstructButton)
+    assert "clinic.json: no such names file" in panel.dialogs[-1]
+    ui(panel).roiNamesComboBox.setEditText("tg263")
+    assert panel.widget._parameterNode.roiNames == "tg263" and not (tmp_path / "rt.dcm").exists()
 
 
 def test_replace_prompt_cancel_keeps_and_ok_replaces(panel):

@@ -49,9 +49,59 @@ class Organ:
         return SIDES.get(self.key)
 
     @property
+    def tg263(self) -> str | None:
+        """The AAPM TG-263 name of the whole organ (TG263); None for a pair TG-263 names only by side."""
+        return TG263.get(self.key)
+
+    @property
+    def paired(self) -> bool:
+        """A left-right pair exported as a right and a left part (PAIRED, organseg.method.sides)."""
+        return self.key in PAIRED
+
+    def part(self, side: str | None) -> "Part":
+        """The whole organ (side None) or its right or left part of a pair: key, names and colour."""
+        if side is None:
+            if self.paired:
+                raise ValueError(f"{self.key} is a pair: it is exported as its right and left parts")
+            return Part(self, None, self.key, self.tg263, self.display_name, self.colour)
+        if side not in SIDE_WORDS or not self.paired:
+            raise ValueError(f"{self.key} has no {side} part")
+        tg263, singular = PAIRED[self.key][side], PAIRED[self.key]["singular"]
+        return Part(self, side, f"{self.key}_{side}", tg263, f"{SIDE_WORDS[side]} {singular}",
+                    side_colour(self.colour, side))
+
+    def parts(self) -> list["Part"]:
+        """What the organ is exported as: its right and left parts for a pair, else the whole organ."""
+        return [self.part(side) for side in SIDE_WORDS] if self.paired else [self.part(None)]
+
+    @property
     def snomed_type(self) -> tuple[str, str, str]:
         """(scheme, code, meaning) triple as Slicer terminology and DICOM use it."""
         return ("SCT", self.snomed_code, self.snomed_meaning)
+
+
+@dataclass(frozen=True)
+class Part:
+    """What is exported as one ROI or segment: a whole organ, or the right or left part of a paired organ."""
+
+    organ: Organ
+    side: str | None  #: None, "right" or "left" (the patient's side)
+    key: str  #: organ key, or "<organ>_right" / "<organ>_left": the key a clinic's names file uses
+    tg263: str
+    display_name: str
+    colour: tuple[int, int, int]
+
+
+#: Patient sides of paired organs, as words in display names; LPS +x points to the patient's left.
+SIDE_WORDS = {"right": "Right", "left": "Left"}
+
+
+def side_colour(colour: tuple[int, int, int], side: str) -> tuple[int, int, int]:
+    """A side's own shade of the organ's colour: the right part darker (x 0.75), the left part lighter (a third of
+    the way to white), so the two ROIs tell apart in a planning system and still read as the same organ."""
+    if side == "right":
+        return tuple(round(0.75 * c) for c in colour)  # type: ignore[return-value]
+    return tuple(round(c + (255 - c) / 3) for c in colour)  # type: ignore[return-value]
 
 
 _VERTEBRAE = tuple(f"vertebrae_{v}" for v in
@@ -115,6 +165,29 @@ MEDIAN_HU: dict[str, tuple[float, float]] = {
 #: Lateral organs: the side of the body midline that holds their centre of mass in normal anatomy.
 SIDES = {"liver": "right", "gallbladder": "right", "spleen": "left", "stomach": "left", "parotid_left": "left",
          "parotid_right": "right"}
+
+#: AAPM TG-263 standard structure names (Mayo CS et al., Standardizing nomenclatures in radiation oncology, AAPM
+#: Report 263, 2018; checked against its list as published in HL7 mCODE's TG263 concept map): the RTSTRUCT ROI and
+#: DICOM SEG segment names by default. A pair's name here is that of both together, where TG-263 has one (not for the
+#: femur heads); its ROIs are its sides' (PAIRED).
+TG263: dict[str, str] = {
+    "liver": "Liver", "heart": "Heart", "pancreas": "Pancreas", "bones": "Bone", "kidneys": "Kidneys",
+    "spleen": "Spleen", "urinary_bladder": "Bladder", "esophagus": "Esophagus", "lungs": "Lungs",
+    "spinal_cord": "SpinalCord", "aorta": "A_Aorta", "gallbladder": "Gallbladder",
+    "adrenal_glands": "Glnd_Adrenal", "inferior_vena_cava": "V_Venacava_I", "colon": "Colon", "rectum": "Rectum",
+    "small_intestine": "Bowel_Small", "stomach": "Stomach", "thymus": "Glnd_Thymus", "gi_tract": "Bowel",
+    "eyes": "Eyes", "brain": "Brain", "brainstem": "Brainstem", "parotid_left": "Parotid_L",
+    "parotid_right": "Parotid_R", "mandible": "Bone_Mandible", "larynx": "Larynx",
+}
+#: Paired organs, exported as a right and a left part (organseg.method.sides): TG-263 name of each side, and the
+#: singular that names a side in the catalogue's words ("Right kidney").
+PAIRED: dict[str, dict[str, str]] = {
+    "lungs": {"right": "Lung_R", "left": "Lung_L", "singular": "lung"},
+    "kidneys": {"right": "Kidney_R", "left": "Kidney_L", "singular": "kidney"},
+    "femur_heads": {"right": "Femur_Head_R", "left": "Femur_Head_L", "singular": "femur head"},
+    "eyes": {"right": "Eye_R", "left": "Eye_L", "singular": "eye"},
+    "adrenal_glands": {"right": "Glnd_Adrenal_R", "left": "Glnd_Adrenal_L", "singular": "adrenal gland"},
+}
 
 ORGANS: tuple[Organ, ...] = (
     Organ("liver", 1, "Liver", (221, 130, 101), "10200004", "Liver", "abdomen", True, ("liver",), 80),

@@ -25,6 +25,7 @@ from organseg.method.inference import Cancelled
 from organseg.method.memory import check_memory
 from organseg.method.model_package import ModelPackage
 from organseg.method.settings import Settings
+from organseg.method.sides import SideSplitter, body_getter
 from organseg.method.step import CanonicalCT, OrganModel, OrganStep, organ_model
 from organseg.results.plausibility import Scan, check_canonical
 from organseg.results.result import Progress, Result
@@ -103,6 +104,7 @@ class Segmenter:
         orient = Reorientation.of(image, source)
         values, input_warnings = finite_hu(sitk.GetArrayViewFromImage(image), source)
         ct = CanonicalCT.of(image, values, orient)
+        splitter = SideSplitter(image, body_getter(ct.body))  # right and left of paired organs, on the shared body
         warnings += input_warnings + spacing_warnings(image, 2 - orient.permutation[0], source)
         rules, planned = self.anchor_policy, {p.organ.key for p in packages}
         steps = {p.organ.key: OrganStep(p, self.model(p), rules) for p in packages}
@@ -121,12 +123,13 @@ class Segmenter:
                     warnings.append(f"{step.key}: anchor rule on '{anchor}' skipped ({anchor} not found in this CT)")
                 full = orient.from_canonical(boxed)
                 final[step.key], masks[step.key] = OrganMask.from_full(boxed), OrganMask.from_full(full)
-                stats[step.key] = organ_stats(step.package.organ, full, values, image.GetSpacing(), changed)
+                sides = splitter.split(full) if step.package.organ.paired else None
+                stats[step.key] = organ_stats(step.package.organ, full, values, image.GetSpacing(), changed, sides)
                 if progress:
                     progress(Progress(len(masks), len(steps), step.package.organ, "done", step.seconds,
                                       masks[step.key]))
         t0 = time.perf_counter()
-        flags = check_canonical(Scan(image, values, ct.body), {k: final[k].full for k in steps})
+        flags = check_canonical(Scan(image, values, ct.body), {k: final[k].full for k in steps}, splitter)
         for key in steps:
             stats[key]["flags"] = [f.as_dict() for f in flags[key]]
         seconds = {"_prepare": ct.prepare_seconds, **{k: steps[k].seconds for k in extents},

@@ -106,6 +106,14 @@ SEG_HELP = ("an OrganSeg output folder, a folder of masks named after catalogue 
             "axes may be flipped or permuted")
 
 
+def add_roi_names_option(p: argparse.ArgumentParser) -> None:
+    """--roi-names tg263|catalogue|FILE.json: what RTSTRUCT ROIs and DICOM SEG segments are called."""
+    p.add_argument("--roi-names", default="tg263", metavar="tg263|catalogue|FILE.json",
+                   help="ROI and segment names: AAPM TG-263 (default: Liver, SpinalCord, Lung_L, Lung_R, ...), the "
+                        "catalogue's (Liver, Spinal cord, Left lung, ...), or a JSON file of your clinic's names "
+                        "(organ or <pair>_right/_left -> name, at most 16 characters; see `organseg organs`)")
+
+
 def add_export_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
     """Arguments shared by the DICOM export commands."""
     p.add_argument("--ct", type=Path, required=True,
@@ -115,18 +123,22 @@ def add_export_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
     p.add_argument("--labels", type=Path, metavar="JSON",
                    help="label id -> name of a --seg label map that is not OrganSeg's (e.g. TotalSegmentator's)")
     p.add_argument("--organs", default=None, help="comma-separated organs to export (default: every mask found)")
+    add_roi_names_option(p)
     p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
 
 
 def run_export(args: argparse.Namespace, writer: Callable) -> int:
     """Load the series and masks, write the export, print notes and a summary."""
-    from organseg.export.masks import load_masks
+    from organseg.export.masks import load_masks, recorded_models
+    from organseg.export.roi_names import load_roi_names
 
+    names = load_roi_names(args.roi_names)
     series = find_series(args.ct, args.series_uid)
     organs = None if args.organs is None else [o.key for o in parse_organs(args.organs)]
     masks = load_masks(args.seg, series, organs, args.labels)
-    for note in series.notes + writer(masks, series, args.output, overwrite=args.overwrite):
+    notes = writer(masks, series, args.output, overwrite=args.overwrite, names=names, models=recorded_models(args.seg))
+    for note in series.notes + notes:
         print(f"warning: {note}", file=sys.stderr)
     print(f"wrote {args.output}: {len(masks)} organs on {len(series.files)} slices")
     return 0

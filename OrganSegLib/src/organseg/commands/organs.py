@@ -1,4 +1,5 @@
-"""`organseg organs`: the catalogue, and which organs have a model installed."""
+"""`organseg organs`: the catalogue (with the TG-263 names of the ROIs each organ is exported as, and the keys a
+clinic's --roi-names file uses), and which organs have a model installed."""
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,16 @@ def run(args: argparse.Namespace) -> int:
              "colour": "#%02x%02x%02x" % o.colour, "snomed_category": " ".join(CATEGORY),
              "snomed_type": " ".join(o.snomed_type), "anchor": o.anchor,
              "anchor_rules_need": list(rule(o.key).anchors), "min_extent_mm": o.min_extent_mm,
-             "model": f"v{max(installed[o.key])}" if o.key in installed else None} for o in ORGANS]
+             "model": f"v{max(installed[o.key])}" if o.key in installed else None, "tg263": o.tg263,
+             "rois": [{"key": p.key, "tg263": p.tg263, "name": p.display_name, "colour": "#%02x%02x%02x" % p.colour}
+                      for p in o.parts()]} for o in ORGANS]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'organ':<20}{'label':>5}  {'name':<20}{'region':<10}{'colour':<9}{'SNOMED CT type':<34}"
-          f"{'anchor':<8}model")
+          f"{'anchor':<8}{'model':<7}TG-263 ROI names (names-file keys of a pair's sides)")
     for r in rows:
+        rois = ", ".join(f"{p['tg263']} ({p['key']})" if p["key"] != r["organ"] else p["tg263"] for p in r["rois"])
         print(f"{r['organ']:<20}{r['label']:>5}  {r['name']:<20}{r['region']:<10}{r['colour']:<9}"
-              f"{r['snomed_type']:<34}{'yes' if r['anchor'] else '':<8}{r['model'] or '-'}")
+              f"{r['snomed_type']:<34}{'yes' if r['anchor'] else '':<8}{r['model'] or '-':<7}{rois}")
     return 0

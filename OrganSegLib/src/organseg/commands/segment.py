@@ -8,10 +8,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from organseg.catalogue import parse_organs
-from organseg.commands.options import FLAGGED_EXIT, add_segmentation_options, make_segmenter, say_added_anchors
+from organseg.commands.options import (FLAGGED_EXIT, add_roi_names_option, add_segmentation_options, make_segmenter,
+                                      say_added_anchors)
 from organseg.ct.checks import format_ml
 from organseg.ct.read import read_ct
 from organseg.export.output_types import dicom_writers, parse_output_types
+from organseg.export.roi_names import load_roi_names
 from organseg.results.folder import check_output_dir, write_result
 from organseg.results.plausibility import flagged, warning_lines
 from organseg.results.result import Progress
@@ -22,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("ct", type=Path, help="CT image file or DICOM series folder")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     add_segmentation_options(p)
+    add_roi_names_option(p)
     p.add_argument("--series-uid", help="DICOM Series Instance UID when the folder holds several series")
     p.set_defaults(func=run)
 
@@ -29,10 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output, args.overwrite)
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
-    extra_writers, series = dicom_writers(args.ct, args.output, args.series_uid, dicom_types)
+    names = load_roi_names(args.roi_names)
+    extra_writers, series = dicom_writers(args.ct, args.output, args.series_uid, dicom_types, names)
     organs = args.organs if args.organs == "all" else [o.key for o in parse_organs(args.organs)]
     segmenter = make_segmenter(args)
     packages, added, _ = segmenter.plan(organs)
+    if dicom_types:
+        names.check_covers(p.organ for p in packages)  # before the work, not after it
     image = read_ct(args.ct, args.series_uid, args.resample_irregular, series)
     say_added_anchors(added)
     bar = tqdm(total=len(packages), unit="organ", file=sys.stderr)

@@ -249,17 +249,22 @@ def read_series(folder: str | Path, series_uid: str | None = None, resample_irre
     series = series or find_series(folder, series_uid)
     for note in series.notes:
         log.warning(note)
-    if series.multiframe and series.problem is None:
-        return _read_multiframe(series)
     if series.problem is None:
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames([itk_path(p) for p in series.files])
-        return _execute(reader, series.folder)
+        return read_regular(series)
     if not resample_irregular:
         raise InputError(f"{series.folder}: {series.problem}; pass --resample-irregular to resample it onto a "
                          "regular grid")
     log.warning(f"{series.folder}: {series.problem}; resampling onto a regular grid (linear interpolation)")
     return _resample_regular(series)
+
+
+def read_regular(series: Series) -> sitk.Image:
+    """The pixels of a regular series (no `problem`) found before, in HU, on its grid."""
+    if series.multiframe:
+        return _read_multiframe(series)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([itk_path(p) for p in series.files])
+    return _execute(reader, series.folder)
 
 
 def _read_multiframe(series: Series) -> sitk.Image:

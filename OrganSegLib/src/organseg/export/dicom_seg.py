@@ -1,12 +1,14 @@
 """DICOM Segmentation (binary, one segment per organ) from organ masks on a CT series' grid, via highdicom.
 
-Segments carry the catalogue's name and colour, category SCT 123037004 Anatomical Structure and the organ's
+Segments (a paired organ's right and left parts apart) carry the TG-263 name (or the catalogue's, or a clinic's)
+and the catalogue's colour, category SCT 123037004 Anatomical Structure and the organ's
 SNOMED CT type; frames reference the CT images they were segmented on (the frames of an enhanced multi-frame
 CT by their frame numbers) and copy their positions.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import highdicom as hd
@@ -18,41 +20,42 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from organseg import __version__
-from organseg.catalogue import CATEGORY, Organ
+from organseg.catalogue import CATEGORY
 from organseg.ct.dicom_series import Series
-from organseg.errors import InputError
-from organseg.export.source import present_masks, reference_headers, write_export
+from organseg.export.roi_names import TG263_NAMES, RoiNames
+from organseg.export.rois import Roi, export_rois
+from organseg.export.source import reference_headers, write_export
 
 
-def write_dicom_seg(masks: Mapping[str, np.ndarray], series: Series, path: str | Path,
-                    overwrite: bool = False) -> list[str]:
+def write_dicom_seg(masks: Mapping[str, np.ndarray], series: Series, path: str | Path, overwrite: bool = False,
+                    names: RoiNames = TG263_NAMES, models: Mapping[str, str] | None = None) -> list[str]:
     """Write a DICOM SEG for the organ masks ((z, y, x) bool on the series' grid, in slice order).
 
-    Organs with an empty mask are left out. Returns notes for the user (left-out organs, filled-in UIDs).
+    Organs with an empty mask are left out, paired organs are split by side; segments are labelled by `names`,
+    and `models` (organ -> model package, as in stats.json) joins the algorithm identification. Returns notes for
+    the user (left-out organs, a pair found on one side only, filled-in UIDs).
     """
-    return write_export(build_dicom_seg, masks, series, path, overwrite)
+    return write_export(partial(build_dicom_seg, names=names, models=models or {}), masks, series, path, overwrite)
 
 
-def build_dicom_seg(masks: Mapping[str, np.ndarray], series: Series) -> tuple[hd.seg.Segmentation, list[str]]:
+def build_dicom_seg(masks: Mapping[str, np.ndarray], series: Series, names: RoiNames = TG263_NAMES,
+                    models: Mapping[str, str] | None = None) -> tuple[hd.seg.Segmentation, list[str]]:
     """The Segmentation dataset and notes for the user."""
     headers, notes = reference_headers(series)
-    organs, frames = [], []
-    for o, mask in present_masks(masks, "DICOM SEG", notes):
-        organs.append(o)
-        frames.append(mask)
-    if not organs:
-        raise InputError(f"{series.folder}: every organ mask is empty; nothing to write")
-    pixels = np.stack(frames, axis=-1).astype(np.uint8)
+    for header in headers:  # the CT's study-level procedure code (Type 3) may use a private coding scheme that
+        header.pop("ProcedureCodeSequence", None)  # a validator questions; the SEG need not repeat it
+    rois, roi_notes = export_rois(masks, series, names, "DICOM SEG")
+    pixels = np.stack([roi.mask for roi in rois], axis=-1).astype(np.uint8)
     if series.multiframe:
         headers, pixels = _multiframe_source(series, headers, pixels)
     seg = hd.seg.Segmentation(
         source_images=headers, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_segment(i, o) for i, o in enumerate(organs, start=1)],
+        segment_descriptions=[_segment(roi, (models or {}).get(roi.part.organ.key)) for roi in rois],
         series_instance_uid=generate_uid(), series_number=9002, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer="OrganSeg", manufacturer_model_name="OrganSeg", software_versions=__version__,
         device_serial_number="0", series_description="OrganSeg organs", content_label="ORGANSEG",
         content_description="Organ segmentation by OrganSeg")
-    return seg, notes
+    return seg, notes + roi_notes
 
 
 def _multiframe_source(series: Series, frames: list[Dataset], pixels: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
@@ -66,14 +69,15 @@ def _multiframe_source(series: Series, frames: list[Dataset], pixels: np.ndarray
     return [ct], ordered
 
 
-def _segment(number: int, o: Organ) -> hd.seg.SegmentDescription:
-    (scheme, code, meaning), (type_scheme, type_code, type_meaning) = CATEGORY, o.snomed_type
+def _segment(roi: Roi, model: str | None) -> hd.seg.SegmentDescription:
+    (scheme, code, meaning), (type_scheme, type_code, type_meaning) = CATEGORY, roi.part.organ.snomed_type
     return hd.seg.SegmentDescription(
-        segment_number=number, segment_label=o.display_name,
+        segment_number=roi.number, segment_label=roi.name,
         segmented_property_category=Code(code, scheme, meaning),
         segmented_property_type=Code(type_code, type_scheme, type_meaning),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name="OrganSeg", family=codes.cid7162.ArtificialIntelligence, version=__version__),
-        tracking_id=o.key, tracking_uid=generate_uid(),
-        display_color=hd.color.CIELabColor.from_rgb(*o.colour))
+            name="OrganSeg", family=codes.cid7162.ArtificialIntelligence, version=__version__,
+            parameters={"model": model} if model else None),
+        tracking_id=roi.part.key, tracking_uid=generate_uid(),
+        display_color=hd.color.CIELabColor.from_rgb(*roi.part.colour))

@@ -7,6 +7,7 @@ kidneys).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -50,6 +51,20 @@ def load_masks(seg: str | Path, series: Series, organs: list[str] | None = None,
     if empty:
         log.warning(f"{seg}: left out empty masks: {', '.join(empty)}")
     return {k: m for k, m in masks.items() if k not in empty}
+
+
+def recorded_models(seg: str | Path) -> dict[str, str]:
+    """Organ -> model package ("liver-v2 (onnx)") as the `stats.json` of an OrganSeg result records them: of the
+    output folder `seg`, or beside its label map or masks folder; {} where there is none or it is unreadable."""
+    seg = Path(seg)
+    for folder in (seg, seg.parent) if seg.is_dir() else (seg.parent,):
+        try:
+            models = json.loads((folder / "stats.json").read_text()).get("models", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(models, dict):
+            return {str(k): str(v) for k, v in models.items()}
+    return {}
 
 
 def _read(path: Path, series: Series) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Callable
 
 from organseg.ct.dicom_series import Series, find_series
 from organseg.errors import InputError, OutputError
+from organseg.export.roi_names import TG263_NAMES, RoiNames
 from organseg.export.source import array_on_series_grid, reference_headers
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,11 @@ def parse_output_types(specs: list[str] | None, default_format: str) -> tuple[st
     return (images[0] if images else default_format), [t for t in DICOM_FILES if t in types]
 
 
-def dicom_writers(ct: Path, output: Path, series_uid: str | None,
-                  types: list[str]) -> tuple[list[Callable], Series | None]:
-    """`write_result` extra writers for the DICOM types, and the series they reference (None without DICOM
-    types), for `read_ct` to read without scanning the folder again; checks the CT is a regular DICOM series
-    (a folder, or an enhanced multi-frame file) first.
+def dicom_writers(ct: Path, output: Path, series_uid: str | None, types: list[str],
+                  names: RoiNames = TG263_NAMES) -> tuple[list[Callable], Series | None]:
+    """`write_result` extra writers for the DICOM types, naming ROIs and segments by `names`, and the series they
+    reference (None without DICOM types), for `read_ct` to read without scanning the folder again; checks the CT
+    is a regular DICOM series (a folder, or an enhanced multi-frame file) first.
 
     Also refuses an output folder inside the input DICOM folder, whatever the output types.
     """
@@ -63,7 +64,7 @@ def dicom_writers(ct: Path, output: Path, series_uid: str | None,
             if not masks:
                 log.warning(f"no organ was found; {DICOM_FILES[kind]} not written")
                 return
-            for note in functions[kind](masks, series, folder / DICOM_FILES[kind]):
+            for note in functions[kind](masks, series, folder / DICOM_FILES[kind], names=names, models=result.models):
                 log.warning(note)
         return write
 

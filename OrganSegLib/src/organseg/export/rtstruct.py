@@ -1,6 +1,8 @@
 """DICOM RT Structure Set from organ masks on a CT series' grid, written with pydicom.
 
-One ROI per organ with the catalogue's name, colour, SNOMED CT code and RT ROI Interpreted Type ORGAN;
+One ROI per organ (a paired organ's right and left parts apart) named by TG-263 (or the catalogue, or a clinic's
+names file), with the catalogue's colour (a shade per side), SNOMED CT code, RT ROI Interpreted Type ORGAN and
+generation algorithm AUTOMATIC with the OrganSeg and model package versions;
 closed planar contours per slice in patient coordinates (LPS mm), each referencing its CT image, all in
 the CT's Frame of Reference. rt-utils is not used: it needs a pixel decoder for compressed series, reads
 every file in the folder whatever its series, and traces contours through boundary pixel centres, which
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +24,11 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
 from organseg import __version__
-from organseg.catalogue import Organ
 from organseg.ct.dicom_series import Series
 from organseg.export.contours import slice_polygons, to_patient
-from organseg.export.source import present_masks, reference_headers, write_export
+from organseg.export.roi_names import TG263_NAMES, RoiNames
+from organseg.export.rois import Roi, export_rois
+from organseg.export.source import reference_headers, write_export
 
 #: Retired Detached Study Management SOP Class: what RT Referenced Study Sequence items conventionally name.
 _STUDY_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
@@ -33,35 +37,46 @@ _PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", 
                   "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
-def write_rtstruct(masks: Mapping[str, np.ndarray], series: Series, path: str | Path,
-                   overwrite: bool = False) -> list[str]:
+def write_rtstruct(masks: Mapping[str, np.ndarray], series: Series, path: str | Path, overwrite: bool = False,
+                   names: RoiNames = TG263_NAMES, models: Mapping[str, str] | None = None) -> list[str]:
     """Write an RTSTRUCT for the organ masks ((z, y, x) bool on the series' grid, in slice order).
 
-    Organs with an empty mask are left out. Returns notes for the user (left-out organs, filled-in UIDs).
+    Organs with an empty mask are left out, paired organs are split by side; ROIs are named by `names`, and
+    `models` (organ -> model package, as in stats.json) goes into each ROI's generation description. Returns
+    notes for the user (left-out organs, a pair found on one side only, filled-in UIDs).
     """
-    return write_export(build_rtstruct, masks, series, path, overwrite)
+    return write_export(partial(build_rtstruct, names=names, models=models or {}), masks, series, path, overwrite)
 
 
-def build_rtstruct(masks: Mapping[str, np.ndarray], series: Series) -> tuple[FileDataset, list[str]]:
+def build_rtstruct(masks: Mapping[str, np.ndarray], series: Series, names: RoiNames = TG263_NAMES,
+                   models: Mapping[str, str] | None = None) -> tuple[FileDataset, list[str]]:
     """The RT Structure Set dataset and notes for the user."""
-    headers, notes = reference_headers(series)
+    headers, header_notes = reference_headers(series)
+    rois, notes = export_rois(masks, series, names, "RTSTRUCT")
     ds = _base_dataset(headers[0])
     frame = str(headers[0].FrameOfReferenceUID)
     ds.ReferencedFrameOfReferenceSequence = Sequence([_frame_reference(headers)])
     ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = Sequence(), Sequence(), Sequence()
-    for o, mask in present_masks(masks, "RTSTRUCT", notes):
-        contours = _contours(mask, series, headers)
+    for roi in rois:
+        contours = _contours(roi.mask, series, headers)
         if not contours:  # a mask too small to outline
-            notes.append(f"{o.display_name}: empty mask, left out of the RTSTRUCT")
+            notes.append(f"{roi.name}: too small to outline, left out of the RTSTRUCT")
             continue
         ds.StructureSetROISequence.append(_dataset(
-            ROINumber=o.label, ReferencedFrameOfReferenceUID=frame, ROIName=o.display_name,
-            ROIDescription=f"OrganSeg {o.key}", ROIGenerationAlgorithm="AUTOMATIC",
-            ROIGenerationDescription=f"OrganSeg {__version__}"))
+            ROINumber=roi.number, ReferencedFrameOfReferenceUID=frame, ROIName=roi.name,
+            ROIDescription=f"OrganSeg {roi.part.key}", ROIGenerationAlgorithm="AUTOMATIC",
+            ROIGenerationDescription=generation_description(roi.part.organ.key, models or {})))
         ds.ROIContourSequence.append(_dataset(
-            ReferencedROINumber=o.label, ROIDisplayColor=list(o.colour), ContourSequence=Sequence(contours)))
-        ds.RTROIObservationsSequence.append(_observation(o))
-    return ds, notes
+            ReferencedROINumber=roi.number, ROIDisplayColor=list(roi.part.colour),
+            ContourSequence=Sequence(contours)))
+        ds.RTROIObservationsSequence.append(_observation(roi))
+    return ds, header_notes + notes
+
+
+def generation_description(key: str, models: Mapping[str, str]) -> str:
+    """'OrganSeg <version>, <model package>' (the package as stats.json records it), at most 64 characters (LO)."""
+    model = models.get(key)
+    return (f"OrganSeg {__version__}" + (f", {model}" if model else ""))[:64]
 
 
 def _base_dataset(ct: Dataset) -> FileDataset:
@@ -127,9 +142,11 @@ def _decimal_strings(values: np.ndarray) -> RawDataElement:
     return RawDataElement(_CONTOUR_DATA, "DS", len(text), text, 0, True, True)
 
 
-def _observation(o: Organ) -> Dataset:
+def _observation(roi: Roi) -> Dataset:
+    o = roi.part.organ
     code = _dataset(CodeValue=o.snomed_code, CodingSchemeDesignator="SCT", CodeMeaning=o.snomed_meaning)
-    return _dataset(ObservationNumber=o.label, ReferencedROINumber=o.label, RTROIIdentificationCodeSequence=Sequence([code]), RTROIInterpretedType="ORGAN", ROIInterpreter="")
+    return _dataset(ObservationNumber=roi.number, ReferencedROINumber=roi.number, ROIObservationLabel=roi.name,
+                    RTROIIdentificationCodeSequence=Sequence([code]), RTROIInterpretedType="ORGAN", ROIInterpreter="")
 
 
 def _image_reference(header: Dataset) -> Dataset:

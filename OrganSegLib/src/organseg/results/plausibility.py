@@ -2,7 +2,8 @@
 
 Nobody looks at every mask of a cohort, so a wrong mask must say so itself. Each mask is checked against what
 OrganSeg knows without a reference: the catalogue's adult volume range, tissue HU range and body side; the body
-contour; the axial window the anchor rules allow, from the anchor organs of the same result; the image's edges.
+contour; the axial window the anchor rules allow, from the anchor organs of the same result; the image's edges; both
+sides of a paired organ.
 Flags never change a mask. The thresholds were set on the real CTs (Testing/benchmarks/plausibility_calibration.py) and
 are listed with the volume sources in the README ("Plausibility flags").
 """
@@ -16,15 +17,16 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from organseg.catalogue import HU_FATTY, HU_SOFT, Organ, organ
+from organseg.catalogue import HU_FATTY, HU_SOFT, PAIRED, Organ, organ
 from organseg.ct.orientation import Reorientation
 from organseg.masks import axial_extent, bounding_box
 from organseg.method import postprocess as pp
 from organseg.method.body import BODY_THRESHOLD_HU, body_mask
+from organseg.method.sides import SideSplitter
 
 #: Every code a check can give, in report order. Codes are stable: scripts and tables select on them.
 CODES = ("not_found", "cut_by_fov", "volume_low", "volume_high", "outside_body", "position", "fragmented",
-         "hu_out_of_range")
+         "hu_out_of_range", "one_side")
 OUTSIDE_BODY_MAX = 0.05  #: largest fraction of a mask outside the body contour
 MIN_BODY_MM2 = 1000.0  #: a slice's body contour counts from 10 cm2 (a neck is about 100 cm2)
 OUTSIDE_WINDOW_MAX = 0.10  #: largest fraction of a mask outside the axial window of its anchor rule
@@ -60,6 +62,7 @@ class Measures:
     side_mm: float  #: centre minus body midline, positive toward the patient's left; NaN for non-lateral organs
     expected: bool  #: the anchors bound the organ's window on both sides inside the image: it should be there
     window_mm: tuple[float, float] | None  #: anchor window in mm above the most inferior slice, for the reasons
+    side_voxels: tuple[int, int] | None = None  #: a pair's (right, left) voxels (organseg.method.sides); else None
 
 
 class Scan:
@@ -91,8 +94,10 @@ def holds_gas(o: Organ) -> bool:
     return o.median_hu[0] <= BODY_THRESHOLD_HU or o.key == "esophagus"
 
 
-def measure(o: Organ, mask: np.ndarray, scan: Scan, extents: dict[str, tuple[int, int] | None]) -> Measures:
-    """Measures of a canonical mask; `extents` are the axial extents of the anchor organs in the result."""
+def measure(o: Organ, mask: np.ndarray, scan: Scan, extents: dict[str, tuple[int, int] | None],
+            splitter: SideSplitter | None = None) -> Measures:
+    """Measures of a canonical mask; `extents` are the axial extents of the anchor organs in the result;
+    `splitter` (on the scan's body) splits a paired organ into its sides."""
     n = scan.ct.shape[0]
     slice_mm = scan.spacing[0]
     rule = pp.rule(o.key)
@@ -140,8 +145,11 @@ def measure(o: Organ, mask: np.ndarray, scan: Scan, extents: dict[str, tuple[int
         if body_cols.size:
             side_mm = float(organ_cols.mean() - body_cols.mean()) * scan.spacing[2]
     volume = voxels * float(np.prod(scan.spacing)) / 1000.0
+    side_voxels = None
+    if o.paired and splitter is not None:
+        side_voxels = tuple(int(np.count_nonzero(m)) for m in splitter.split_canonical(mask))
     return Measures(voxels, volume, cut, float(outside_body), median_hu, float(dense), largest, outside_window,
-                    side_mm, expected, window_mm)
+                    side_mm, expected, window_mm, side_voxels)  # type: ignore[arg-type]
 
 
 def flags_of(o: Organ, m: Measures) -> list[Flag]:
@@ -181,6 +189,10 @@ def flags_of(o: Organ, m: Measures) -> list[Flag]:
     elif o.median_hu in (HU_SOFT, HU_FATTY) and m.dense > DENSE_MAX:
         found.append(Flag("hu_out_of_range", f"{100 * m.dense:.0f}% of its voxels are above {DENSE_HU:g} HU (bone "
                                              "or metal), not soft tissue"))
+    if m.side_voxels is not None and 0 in m.side_voxels:
+        side, other = ("right", "left") if m.side_voxels[0] else ("left", "right")
+        found.append(Flag("one_side", f"found on the patient's {side} only: the {other} {PAIRED[o.key]['singular']} "
+                                      "is missing, removed or outside the scan; exported as one ROI"))
     return found
 
 
@@ -192,13 +204,17 @@ def check_masks(reference: sitk.Image, ct: np.ndarray, masks: Mapping[str, Calla
     Getters are called one organ at a time (anchors twice), so a large CT never holds all full masks at once.
     """
     scan = Scan(reference, ct, body)
-    return check_canonical(scan, {key: (lambda get=get: scan.canonical(get())) for key, get in masks.items()})
+    return check_canonical(scan, {key: (lambda get=get: scan.canonical(get())) for key, get in masks.items()},
+                           SideSplitter(reference, scan.body))
 
 
-def check_canonical(scan: Scan, masks: Mapping[str, Callable[[], np.ndarray]]) -> dict[str, list[Flag]]:
-    """`check_masks` for getters of canonical (S, P, L) masks, as the segmenter holds them."""
+def check_canonical(scan: Scan, masks: Mapping[str, Callable[[], np.ndarray]],
+                    splitter: SideSplitter | None = None) -> dict[str, list[Flag]]:
+    """`check_masks` for getters of canonical (S, P, L) masks, as the segmenter holds them; `splitter` splits
+    paired organs into their sides."""
     extents = {key: axial_extent(get()) for key, get in masks.items() if organ(key).anchor}
-    return {key: flags_of(organ(key), measure(organ(key), get(), scan, extents)) for key, get in masks.items()}
+    return {key: flags_of(organ(key), measure(organ(key), get(), scan, extents, splitter))
+            for key, get in masks.items()}
 
 
 def flagged(rows: list[dict]) -> dict[str, list[dict]]:
