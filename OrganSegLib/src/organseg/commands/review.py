@@ -42,16 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from organseg.review.cases import find_cases
 
     cases = find_cases(args.path)
-    port = free_port(args.host, args.port)
     if args.host not in LOCAL_HOSTS:
         print(f"warning: --host {args.host} exposes the review to every machine that can reach this one: the CTs, "
               "the masks and Save, with no login", file=sys.stderr)
+    port = free_port(args.host, args.port)
     try:
         from trame.app import get_server
 
         from organseg.review.app import ReviewApp
     except ImportError as err:
-        raise InputError(f"`organseg review` needs the web extra ({err.name} is missing): "
+        raise InputError(f"`organseg review` needs the web extra ({(err.name or 'trame').split('.')[0]} is missing): "
                          "pip install \"organseg[web]\"") from None
     os.environ["TRAME_ARGS"] = ""  # trame would otherwise read its options from organseg's command line
     server = get_server("organseg-review", client_type="vue3")

@@ -19,7 +19,7 @@ from organseg.catalogue import organ
 from organseg.errors import InputError, OrganSegError
 from organseg.export.output_types import DICOM_FILES
 from organseg.grid import same_grid
-from organseg.io import read_ct
+from organseg.io import _read_file as read_image_file, read_ct
 from organseg.plausibility import check_masks
 from organseg.review.cases import Case, ct_path, mask_files
 from organseg.review.corrections import record, write_corrected
@@ -59,9 +59,9 @@ class CaseSession:
         masks: dict[str, np.ndarray] = {}
         for f in files:
             try:
-                image = sitk.ReadImage(str(f.path))
-            except RuntimeError:
-                skipped[f.path.name] = "cannot be read (damaged or not an image)"
+                image = read_image_file(f.path)  # refuses truncated files, which ITK would pad with zeros
+            except InputError as err:
+                skipped[f.path.name] = str(err).removeprefix(f"{f.path}: ")
                 continue
             if not same_grid(image, ct):
                 skipped[f.path.name] = "not on the CT's voxel grid"
