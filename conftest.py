@@ -1,12 +1,16 @@
 """Shared pytest fixtures: the real CT fixtures in ../shared/data and small model packages trained on them.
 
-Tests that need the real data skip with a clear reason when ../shared/data/totalseg_example is absent.
+Tests that need the real data skip with a clear reason when ../shared/data/totalseg_example is absent. Test data
+that the [test] extra declares (pydicom-data's multi-frame CT) fails a test when missing: it never skips or
+downloads. `--strict-skips` (or ORGANSEG_STRICT_SKIPS=1, as .ci/run sets) fails the run when any test skipped for
+a missing Python package or data file, so that a clean install proves every test ran.
 The model packages are trained here for a few steps on the real DICOM series: they exercise the whole
 path (geometry, statistics, outputs), not accuracy.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,26 @@ import pytest
 REPO = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("ORGANSEG_TEST_DATA", REPO.parent / "shared" / "data" / "totalseg_example"))
 TS_LIVER, TS_SPLEEN = 5, 1
+#: Skip reasons that mean a missing Python package or data file (not a missing system tool or privilege).
+MISSING = re.compile(r"could not import|No module named|not installed|not found at")
+_missing_skips: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--strict-skips", action="store_true", default=os.environ.get("ORGANSEG_STRICT_SKIPS") == "1",
+                     help="fail the run when a test skipped for a missing Python package or data file (CI)")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple) and MISSING.search(report.longrepr[2]):
+        _missing_skips.append(f"{report.nodeid}: {report.longrepr[2]}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.getoption("--strict-skips") and _missing_skips:
+        print(f"\n--strict-skips: {len(_missing_skips)} test(s) skipped for a missing package or data file:")
+        print("\n".join(f"  {line}" for line in _missing_skips))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def train_steps(net, inputs: np.ndarray, targets: np.ndarray, steps: int, batch_size: int = 8, lr: float = 1e-3,
@@ -60,9 +84,19 @@ def openkbp_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ect_supplemental() -> Path:
+    """pydicom-data's enhanced multi-frame CT (two frames stored against slice order), a [test] dependency."""
+    from pydicom.data import get_testdata_file
+    path = get_testdata_file("eCT_Supplemental.dcm", download=False)
+    if path is None:
+        pytest.fail("pydicom-data's eCT_Supplemental.dcm is missing: pip install -e 'OrganSegLib[test]'")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
 def dicom_ct(data_dir: Path):
     """The real 20-slice DICOM CT series as a SimpleITK image."""
-    from organseg.io import read_ct
+    from organseg.ct.read import read_ct
     return read_ct(data_dir / "example_ct_dicom")
 
 
@@ -74,18 +108,32 @@ def ts_labels(data_dir: Path, dicom_ct):
     return sitk.Resample(seg, dicom_ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, seg.GetPixelID())
 
 
+def _organ_slices(ct, mask, margin: int = 30, margin_below: int | None = None):
+    """The slice pairs training makes of one CT and organ mask: its axial range +/- `margin` slices."""
+    from organseg.training.canonical import canonical_arrays
+    from organseg.training.slices import slice_pairs
+
+    volume, (target,) = canonical_arrays(ct, [mask])
+    return slice_pairs(volume, target, None, margin, margin_below=margin_below)
+
+
+@pytest.fixture(scope="session")
+def organ_slices():
+    """`_organ_slices` for tests: slice pairs of a CT and one organ mask."""
+    return _organ_slices
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory, dicom_ct, ts_labels) -> Path:
     """A models folder with liver and spleen packages trained for a few steps on the real DICOM series."""
     import SimpleITK as sitk
-    from organseg.model_package import write_package
-    from organseg.network import ResUNet2D
+    from organseg.method.model_package import write_package
+    from organseg.method.network import ResUNet2D
     from organseg.training.loop import state_dict_arrays
-    from organseg.training.slices import organ_slices
 
     models = tmp_path_factory.mktemp("models")
     for key, label in (("liver", TS_LIVER), ("spleen", TS_SPLEEN)):
-        pairs = organ_slices(dicom_ct, sitk.Cast(ts_labels == label, sitk.sitkUInt8))
+        pairs = _organ_slices(dicom_ct, sitk.Cast(ts_labels == label, sitk.sitkUInt8))
         net = ResUNet2D()
         losses = train_steps(net, pairs.inputs, pairs.targets, steps=12, batch_size=4, seed=1)
         assert np.mean(losses[-3:]) < np.mean(losses[:3]), f"{key}: loss did not fall in the fixture training"

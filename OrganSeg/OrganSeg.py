@@ -24,9 +24,9 @@ except ImportError:
     ScriptedLoadableModule = ScriptedLoadableModuleWidget = ScriptedLoadableModuleTest = _NeedsSlicerApplication
 
 try:
-    from organseg_slicer.logic import OrganSegLogic, Options
+    from organseg_slicer.logic import OrganSegLogic
 except ImportError:  # first run in Slicer: the organseg library is not installed yet; the widget offers it
-    OrganSegLogic = Options = None
+    OrganSegLogic = None
 
 POLL_MS = 200
 
@@ -158,7 +158,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def ensureLibrary(self, ask=True):
         """Import the logic, installing organseg and ONNX Runtime first (after one confirmation)."""
-        global OrganSegLogic, Options
+        global OrganSegLogic
         from organseg_slicer.dependencies import install, missing_packages
 
         missing = missing_packages()
@@ -170,8 +170,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.WaitCursor():
                 install(missing)
         if self.logic is None:
-            from organseg_slicer.logic import Options as options, OrganSegLogic as logic
-            OrganSegLogic, Options = logic, options
+            from organseg_slicer.logic import OrganSegLogic as logic
+            OrganSegLogic = logic
             self.logic = OrganSegLogic()
             self.fillOrgans()
             self.fillDevices()
@@ -250,7 +250,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if problem:
                 slicer.util.errorDisplay(problem)
                 return
-        options = Options(device=p.device, postprocess=p.postprocess, interpolate=p.interpolate)
+        options = self.logic.settings()
         output = p.outputSegmentation
         try:
             plan = self.logic.plan(self.chosenOrgans(), options, output)

@@ -42,7 +42,7 @@ class Case:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, data_dir, dicom_ct, ts_labels) -> tuple[Path, dict[str, Callable[[Path], Case]]]:
+def corpus(tmp_path_factory, data_dir, dicom_ct, ts_labels, ect_supplemental) -> tuple[Path, dict[str, Callable[[Path], Case]]]:
     root = tmp_path_factory.mktemp("corpus")
     ct = sitk.ReadImage(str(data_dir / "example_ct.nii.gz"))[:, :, 95:98]  # three slices through the liver
     sitk.WriteImage(ct, str(root / "ct.nii.gz"))
@@ -50,7 +50,7 @@ def corpus(tmp_path_factory, data_dir, dicom_ct, ts_labels) -> tuple[Path, dict[
     _copy_dicom(dicom_slices, root / "dicom")
     labels = ts_labels[:, :, 8:12]
     return root, {**_segment_cases(root, ct, dicom_slices), **_dicom_cases(root, dicom_slices),
-                  **_export_cases(root, data_dir, labels), **_batch_cases(root),
+                  **_export_cases(root, data_dir, labels, ect_supplemental), **_batch_cases(root),
                   **_evaluate_cases(root, data_dir, labels)}
 
 
@@ -194,7 +194,7 @@ def _segment_cases(root, ct, dicom_slices):
 
     def default_organs_some_without_model(d):
         from organseg.catalogue import ORGANS
-        from organseg.model_package import ModelStore, bundled_models_dir
+        from organseg.method.model_package import ModelStore, bundled_models_dir
         bundled = set(ModelStore([bundled_models_dir()]).available())
 
         def check():
@@ -306,7 +306,7 @@ def _dicom_cases(root, slices):
                                     no_study_uid_two_exports)}
 
 
-def _export_cases(root, data_dir, labels):
+def _export_cases(root, data_dir, labels, ect_supplemental):
     def masks_folder(d, organs=("liver",), empty=False):
         (d / "seg").mkdir(exist_ok=True)
         array = sitk.GetArrayFromImage(labels)
@@ -374,11 +374,9 @@ def _export_cases(root, data_dir, labels):
         return Case(args, 2, "have no Frame of Reference UID", "ct")
 
     def enhanced_multiframe(d):
-        from pydicom.data import get_testdata_file
-
-        from organseg.dicom_series import read_series
+        from organseg.ct.dicom_series import read_series
         (d / "ct").mkdir()
-        shutil.copy(get_testdata_file("eCT_Supplemental.dcm"), d / "ct" / "ect.dcm")
+        shutil.copy(ect_supplemental, d / "ct" / "ect.dcm")
         (d / "seg").mkdir()
         _write(sitk.Cast(read_series(d / "ct") > 0, sitk.sitkUInt8), d / "seg" / "liver.nii.gz")
         args = export("export-rtstruct", d, d / "seg")

@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.cli import main
-from organseg.model_package import bundled_models_dir
+from organseg.method.model_package import bundled_models_dir
 
 EXAMPLE = Path(__file__).resolve().parent / "Data" / "example_ct.nii.gz"
 

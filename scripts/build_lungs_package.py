@@ -1,4 +1,4 @@
-"""Write the bundled `lungs` package: the classical lung labeller (organseg.lungs) with its model card.
+"""Write the bundled `lungs` package: the classical lung labeller (organseg.method.lungs) with its model card.
 
 The card's `checked_on` summarises scripts/lung_labeller_check.tsv (every real CT in ../shared/data, made by
 scripts/check_lung_labeller.py); its failure modes and speed are in scripts/lung_failure_modes.md. Nothing is
@@ -12,8 +12,8 @@ import csv
 import sys
 from pathlib import Path
 
-from organseg.lungs import LungParameters
-from organseg.model_package import bundled_models_dir, write_labeller_package
+from organseg.method.lungs import LungParameters
+from organseg.method.model_package import bundled_models_dir, write_labeller_package
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK_TABLE = "scripts/lung_labeller_check.tsv"

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from organseg.io import read_ct
-from organseg.lungs import LEFT, RIGHT, label_lungs
-from organseg.orientation import Reorientation
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
+from organseg.method.lungs import LEFT, RIGHT, label_lungs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def check(path: Path) -> dict:
     image = read_ct(path)
     orient = Reorientation.of(image)
     volume = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(image)))
-    spacing = tuple(float(s) for s in np.array(image.GetSpacing())[2 - np.array(orient.permutation)])
+    spacing = orient.spacing(image)
     start = time.perf_counter()
     labels = label_lungs(volume, spacing)
     seconds = time.perf_counter() - start

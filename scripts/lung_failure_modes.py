@@ -20,10 +20,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
 from organseg.evaluation.metrics import dice
-from organseg.io import read_ct
-from organseg.lungs import RIGHT, label_lungs
-from organseg.orientation import Reorientation
+from organseg.method.lungs import RIGHT, label_lungs
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -32,7 +32,7 @@ RNG = np.random.default_rng(0)
 def canonical(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:
     orient = Reorientation.of(image)
     ct = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(image))).astype(np.int16)
-    return ct, tuple(float(s) for s in np.array(image.GetSpacing())[2 - np.array(orient.permutation)])
+    return ct, orient.spacing(image)
 
 
 def ball(shape: tuple[int, ...], centre: np.ndarray, radius_mm: float, spacing) -> np.ndarray:

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from organseg.catalogue import ORGANS  # noqa: E402
-from organseg.orientation import Reorientation  # noqa: E402
+from organseg.ct.orientation import Reorientation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def render(result_dir: Path, png: Path, ct_path: Path = REPO / "Testing/Data/exa
     cmap = ListedColormap(colours)
     zs = np.flatnonzero(lab.reshape(lab.shape[0], -1).any(axis=1))
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
-    spacing = np.array(ct.GetSpacing())[2 - np.array(orient.permutation)]  # canonical (S, P, L) mm
+    spacing = orient.spacing(ct)
     views = [(f"axial slice {z}", hu[z], lab[z], spacing[1] / spacing[2])
              for z in np.linspace(zs.min(), zs.max(), 3).astype(int)]
     x = hu.shape[2] // 2 - 10

@@ -20,10 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from organseg.catalogue import organ  # noqa: E402
-from organseg.io import read_ct  # noqa: E402
-from organseg.lungs import LEFT, RIGHT, LungParameters, label_lungs  # noqa: E402
-from organseg.model_package import ModelStore, bundled_models_dir  # noqa: E402
-from organseg.orientation import Reorientation  # noqa: E402
+from organseg.ct.orientation import Reorientation  # noqa: E402
+from organseg.ct.read import read_ct  # noqa: E402
+from organseg.method.lungs import LEFT, RIGHT, LungParameters, label_lungs  # noqa: E402
+from organseg.method.model_package import ModelStore, bundled_models_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = (("TotalSegmentator example_ct", "totalseg_example/example_ct.nii.gz", ("coronal", "axial")),
@@ -38,7 +38,7 @@ def views(path: Path, params: LungParameters,
     image = read_ct(path)
     orient = Reorientation.of(image)
     ct = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image)))  # a copy: image is dropped
-    spacing = tuple(float(s) for s in np.array(image.GetSpacing())[2 - np.array(orient.permutation)])
+    spacing = orient.spacing(image)
     labels = label_lungs(ct, spacing, params)
     where = np.argwhere(labels > 0)
     z, y, _ = (np.median(where, axis=0).astype(int) if len(where) else np.array(ct.shape) // 2)

@@ -19,10 +19,10 @@ import SimpleITK as sitk
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from organseg.io import read_ct  # noqa: E402
+from organseg.ct.orientation import Reorientation  # noqa: E402
+from organseg.ct.read import read_ct  # noqa: E402
 from organseg.masks import dice  # noqa: E402
-from organseg.model_package import ModelStore, bundled_models_dir  # noqa: E402
-from organseg.orientation import Reorientation  # noqa: E402
+from organseg.method.model_package import ModelStore, bundled_models_dir  # noqa: E402
 from organseg.segmenter import Segmenter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def sagittal(path: Path, reference: str | None, segmenter: Segmenter) -> tuple:
     ref = None if reference is None else \
         orient.to_canonical(sitk.GetArrayFromImage(sitk.ReadImage(str(path.parent / reference)))) == CORD_LABEL
     column = int(np.median(np.nonzero(mask)[2])) if mask.any() else ct.shape[2] // 2
-    spacing = np.array(image.GetSpacing())[::-1][list(orient.permutation)]  # canonical (S, P, L) spacing
+    spacing = orient.spacing(image)
     aspect = float(spacing[0] / spacing[1])
     score = None if ref is None else dice(mask > 0, ref)
     return ct[:, :, column], mask[:, :, column] > 0, None if ref is None else ref[:, :, column], aspect, score
@@ -52,7 +52,7 @@ def main() -> None:
     data = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared" / "data"
     out = Path(sys.argv[2]) if len(sys.argv) > 2 else REPO / "Resources" / "Screenshots" / "spinal_cord_overlay.png"
     package = ModelStore([bundled_models_dir()]).get("spinal_cord")
-    segmenter = Segmenter([bundled_models_dir()], device="cpu")
+    segmenter = Segmenter(models=bundled_models_dir(), device="cpu")
     fig, axes = plt.subplots(1, len(CASES), figsize=(4.2 * len(CASES), 5.2))
     for ax, (title, relative, reference) in zip(axes, CASES):
         hu, found, ref, aspect, score = sagittal(data / relative, reference, segmenter)

@@ -38,7 +38,7 @@ def dataset_csv(folder: Path) -> Path:
 def train(organs: list[str], minutes: float, steps: int, threads: int, work: Path) -> None:
     import torch
 
-    from organseg.model_package import bundled_models_dir
+    from organseg.method.model_package import bundled_models_dir
     from organseg.training.config import FitConfig
     from organseg.training.run import train_organ
 
@@ -51,7 +51,7 @@ def train(organs: list[str], minutes: float, steps: int, threads: int, work: Pat
 
 
 def newest_packages() -> list:
-    from organseg.model_package import ModelStore, bundled_models_dir
+    from organseg.method.model_package import ModelStore, bundled_models_dir
     store = ModelStore([bundled_models_dir()])
     return [store.get(key) for key in sorted(store.available())]
 
@@ -59,7 +59,7 @@ def newest_packages() -> list:
 def evaluate(packages: list) -> str:
     """Run `organseg evaluate` of the bundled models on the DICOM series; returns its markdown."""
     from organseg.cli import main
-    from organseg.model_package import bundled_models_dir
+    from organseg.method.model_package import bundled_models_dir
 
     out = SCRIPTS / "evaluation"
     code = main(["evaluate", "--ct", str(DATA / "example_ct_dicom"), "--models", str(bundled_models_dir()),
@@ -76,21 +76,20 @@ def validation_block(packages: list) -> list[str]:
     """Markdown rows: metrics on each organ's validation slices only, on the CT grid (post-processed)."""
     import SimpleITK as sitk
 
+    from organseg.ct.grid import on_grid
+    from organseg.ct.labelmaps import organ_label_ids, read_label_names, select_labels
+    from organseg.ct.orientation import Reorientation
+    from organseg.ct.read import read_ct
     from organseg.evaluation.metrics import organ_metrics
-    from organseg.grid import on_grid
-    from organseg.io import read_ct
-    from organseg.labelmaps import organ_label_ids, read_label_names, select_labels
-    from organseg.model_package import bundled_models_dir
-    from organseg.orientation import Reorientation
+    from organseg.method.model_package import bundled_models_dir
     from organseg.segmenter import Segmenter
 
     ct = read_ct(DATA / "example_ct_dicom")
     labels = on_grid(sitk.ReadImage(str(DATA / "example_seg_dicom.nii.gz")), ct)
     names = read_label_names(DATA / "labels_totalsegmentator_v2.json")
-    result = Segmenter(bundled_models_dir()).segment(ct, [p.organ.key for p in packages])
+    result = Segmenter(models=bundled_models_dir()).segment(ct, [p.organ.key for p in packages])
     orient = Reorientation.of(ct)
-    spacing = tuple(float(v) for v in ct.GetSpacing()[::-1])
-    spacing = tuple(spacing[a] for a in orient.permutation)  # canonical axis order
+    spacing = orient.spacing(ct)
     rows = []
     for p in packages:
         val_z = [z for s in p.meta["training"]["split"]["sources"].values() for z in s.get("val_z", [])]

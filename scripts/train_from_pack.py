@@ -15,7 +15,7 @@ from pathlib import Path
 
 from openkbp_recipe import CONFIG, LABEL_IDS, MARGIN, add_training_options, fit_config
 from organseg.catalogue import organ as find_organ
-from organseg.model_package import ModelPackage
+from organseg.method.model_package import ModelPackage
 from organseg.training.fit import fit_organ
 from organseg.training.pack import load_pack
 

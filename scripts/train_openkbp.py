@@ -39,9 +39,9 @@ import SimpleITK as sitk
 from openkbp_recipe import (CONFIG, LABEL_IDS, MARGIN, OPENKBP, SELECTION_PATIENTS, THRESHOLDS, add_training_options,
                             contoured, fit_config, openkbp_cases, write_dataset)
 from organseg.catalogue import organ as find_organ
+from organseg.ct.read import read_ct
 from organseg.evaluation.metrics import organ_metrics
-from organseg.io import read_ct
-from organseg.model_package import ModelPackage, ModelStore, bundled_models_dir, write_package
+from organseg.method.model_package import ModelPackage, ModelStore, bundled_models_dir, write_package
 from organseg.segmenter import Segmenter
 from organseg.training.dataset import pack_dataset
 from organseg.training.run import train_organ
@@ -61,7 +61,7 @@ def selection_folders(data: Path) -> list[Path]:
 
 def patient_metrics(package: ModelPackage, organ_key: str, folders: list[Path], verbose: bool = True) -> list[dict]:
     """Per patient metrics of the package, segmented as a user would, on the CT grid."""
-    segmenter = Segmenter([package.path.parent], device="cpu")
+    segmenter = Segmenter(models=package.path.parent, device="cpu")
     rows = []
     for folder in folders:
         ct = read_ct(folder / "ct.nii.gz")

@@ -14,8 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
+from organseg.ct.grid import array_to_image, on_grid
 from organseg.errors import InputError
-from organseg.io import array_to_image
 
 from organseg_slicer.segments import organ_segments, segment_mask, segment_organ
 from organseg_slicer.volumes import image_from_volume
@@ -51,7 +51,7 @@ def export(segmentation_node: slicer.vtkMRMLSegmentationNode, volume_node: slice
 
     Returns the exporter's notes for the user.
     """
-    from organseg.dicom_series import find_series
+    from organseg.ct.dicom_series import find_series
 
     if kind not in KINDS:
         raise InputError(f"unknown export kind '{kind}'; use {' or '.join(KINDS)}")
@@ -66,11 +66,10 @@ def export(segmentation_node: slicer.vtkMRMLSegmentationNode, volume_node: slice
             shutil.copy2(file, Path(tmp) / f"{index:05d}.dcm")
         series = find_series(tmp)
         grid = series.grid()
-        on_grid = {key: sitk.GetArrayFromImage(sitk.Resample(array_to_image(m.astype(np.uint8), volume_image), grid,
-                                                              sitk.Transform(), sitk.sitkNearestNeighbor)) > 0
-                   for key, m in masks.items()}
+        on_series = {key: sitk.GetArrayFromImage(on_grid(array_to_image(m.astype(np.uint8), volume_image), grid)) > 0
+                     for key, m in masks.items()}
         if kind == "rtstruct":
             from organseg.export.rtstruct import write_rtstruct
-            return write_rtstruct(on_grid, series, path)
+            return write_rtstruct(on_series, series, path)
         from organseg.export.dicom_seg import write_dicom_seg
-        return write_dicom_seg(on_grid, series, path)
+        return write_dicom_seg(on_series, series, path)

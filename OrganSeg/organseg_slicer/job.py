@@ -13,7 +13,7 @@ import threading
 import SimpleITK as sitk
 
 from organseg.errors import OrganSegError
-from organseg.result import Progress, Result
+from organseg.results.result import Progress, Result
 from organseg.segmenter import Cancelled, Segmenter
 
 

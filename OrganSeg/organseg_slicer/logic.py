@@ -8,19 +8,18 @@ Public methods are named in Slicer's camelCase, like the base class's `getParame
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import slicer
 
 from organseg.catalogue import parse_organs
 from organseg.errors import InputError, ModelError
-from organseg.model_package import ModelStore
-from organseg.plausibility import check_masks, flagged, warning_lines
-from organseg.result import Progress
-from organseg.runtime import resolve_device
-from organseg.segmenter import Segmenter
-from organseg.stats import organ_stats
+from organseg.method.model_package import ModelStore
+from organseg.method.runtime import resolve_device
+from organseg.results.plausibility import check_masks, flagged, warning_lines
+from organseg.results.result import Progress
+from organseg.results.stats import organ_stats
+from organseg.segmenter import Segmenter, Settings
 
 from organseg_slicer.job import SegmentationJob
 from organseg_slicer.parameters import OrganSegParameterNode
@@ -35,21 +34,6 @@ except ImportError:
 
 TABLE_REFERENCE = "OrganSegVolumeTable"
 MODULE_NAME = "OrganSeg"
-
-
-@dataclass
-class Options:
-    """What the user chose besides the organs."""
-
-    device: str = "auto"  #: auto, cpu, cuda or mps
-    postprocess: bool = True
-    interpolate: bool = False  #: skip and interpolate slices inside organs (faster, not exact)
-    models: list[Path] | None = None  #: model folders; None: organseg's defaults (user folder, bundled)
-
-    def segmenter(self) -> Segmenter:
-        store = ModelStore([Path(m) for m in self.models]) if self.models else ModelStore()
-        return Segmenter(store, device=self.device, postprocess=self.postprocess,
-                         strategy="interpolate" if self.interpolate else "coarse-to-fine")
 
 
 @dataclass
@@ -101,12 +85,19 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         return OrganSegParameterNode(node)
 
     # -- planning -----------------------------------------------------------------------------------------
-    def plan(self, organs: list[str], options: Options,
+
+    def settings(self) -> Settings:
+        """The run this scene's parameter node describes (its interpolate switch picks the strategy)."""
+        p = self.getParameterNode()
+        return Settings(device=p.device, postprocess=p.postprocess,
+                        strategy="interpolate" if p.interpolate else "coarse-to-fine")
+
+    def plan(self, organs: list[str], options: Settings,
              segmentation_node: slicer.vtkMRMLSegmentationNode | None = None) -> Plan:
         """Organs in run order with the anchor organs their post-processing adds; verifies the models."""
         if not organs:
             raise InputError("no organ chosen; tick at least one organ")
-        packages, added, warnings = options.segmenter().plan([o.key for o in parse_organs(organs)])
+        packages, added, warnings = Segmenter(options).plan([o.key for o in parse_organs(organs)])
         keys = [p.organ.key for p in sorted(packages, key=lambda p: not p.organ.anchor)]
         existing = set(organ_segments(segmentation_node).values()) if segmentation_node else set()
         return Plan(keys, added, warnings, [k for k in keys if k in existing])
@@ -135,7 +126,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         return found
 
     # -- running ------------------------------------------------------------------------------------------
-    def start(self, volume_node: slicer.vtkMRMLScalarVolumeNode, organs: list[str], options: Options,
+    def start(self, volume_node: slicer.vtkMRMLScalarVolumeNode, organs: list[str], options: Settings,
               segmentation_node: slicer.vtkMRMLSegmentationNode | None = None) -> Run:
         """Start segmenting in the background into `segmentation_node` (None: a new node).
 
@@ -149,7 +140,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         if segmentation_node is None:
             segmentation_node = self.newSegmentationNode(volume_node)
         table_node = self.tableNode(segmentation_node)
-        job = SegmentationJob(options.segmenter(), image, list(organs), volume_node.GetName())
+        job = SegmentationJob(Segmenter(options), image, list(organs), volume_node.GetName())
         run = Run(job, plan, volume_node, segmentation_node, table_node)
         if plan.added_anchors:
             run.messages.append(f"added anchor organs needed by post-processing: {', '.join(plan.added_anchors)}")
@@ -209,7 +200,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         run.job.cancel()
         return True
 
-    def run(self, volume_node: slicer.vtkMRMLScalarVolumeNode, organs: list[str], options: Options,
+    def run(self, volume_node: slicer.vtkMRMLScalarVolumeNode, organs: list[str], options: Settings,
             segmentation_node: slicer.vtkMRMLSegmentationNode | None = None, poll_seconds: float = 0.05) -> Run:
         """Segment and wait (for scripts and tests); the same path the widget drives with its timer."""
         run = self.start(volume_node, organs, options, segmentation_node)

@@ -12,7 +12,7 @@ import vtk
 from organseg.catalogue import CATEGORY, Organ, organ
 from organseg.errors import InputError
 from organseg.export.seg_nrrd import ANATOMIC_CONTEXT, ORGAN_TAG, TERMINOLOGY_CONTEXT
-from organseg.result import OrganMask
+from organseg.results.result import OrganMask
 
 from organseg_slicer.volumes import oriented_image, oriented_to_array, reference_geometry, volume_ijk_to_ras
 

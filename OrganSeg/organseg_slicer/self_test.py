@@ -34,23 +34,24 @@ class OrganSegTest(ScriptedLoadableModuleTest):
                                 "set ORGANSEG_TEST_CT to a CT file")
 
     def _organs(self):
-        from organseg.model_package import ModelStore
+        from organseg.method.model_package import ModelStore
         organs = [key for key in ("liver", "spleen", "kidneys") if key in ModelStore().available()]
         self.assertTrue(organs, "no liver, spleen or kidneys model installed")
         return organs
 
     def test_segment_edit_recompute(self):
         import numpy as np
+        from organseg.catalogue import organ
+        from organseg.results.result import OrganMask
         from organseg_slicer.segments import organ_segments, segment_mask, set_organ_segment
         from organseg_slicer.table import table_rows
-        from organseg.catalogue import organ
-        from organseg.result import OrganMask
 
         volume = self._example_ct()
-        from organseg_slicer.logic import Options, OrganSegLogic
+        from organseg.segmenter import Settings
+        from organseg_slicer.logic import OrganSegLogic
 
         logic = OrganSegLogic()
-        run = logic.run(volume, self._organs(), Options(device="cpu"))
+        run = logic.run(volume, self._organs(), Settings(device="cpu"))
         self.assertTrue(run.job.result is not None, run.messages[-1])
         segments = organ_segments(run.segmentation_node)
         self.assertEqual(sorted(segments.values()), sorted(run.plan.organs))
@@ -72,11 +73,12 @@ class OrganSegTest(ScriptedLoadableModuleTest):
     def test_cancel_keeps_consistent_state(self):
         from organseg_slicer.segments import organ_segments
 
-        from organseg_slicer.logic import Options, OrganSegLogic
+        from organseg.segmenter import Settings
+        from organseg_slicer.logic import OrganSegLogic
 
         volume = self._example_ct()
         logic = OrganSegLogic()
-        run = logic.start(volume, self._organs(), Options(device="cpu"))
+        run = logic.start(volume, self._organs(), Settings(device="cpu"))
         run.job.cancel()
         while not run.finished:
             run.job.wait(0.05)

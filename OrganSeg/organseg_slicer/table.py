@@ -6,7 +6,7 @@ import math
 import slicer
 import vtk
 
-#: (column title, key in an organseg.stats row, unit)
+#: (column title, key in an organseg.results.stats row, unit)
 COLUMNS = (("Organ", "name", ""), ("Volume [mL]", "volume_ml", "mL"), ("Voxels", "voxels", ""),
            ("Mean HU", "mean_hu", "HU"), ("Std HU", "std_hu", "HU"), ("Min HU", "min_hu", "HU"),
            ("Max HU", "max_hu", "HU"), ("Flags", "flags", ""))
@@ -14,7 +14,7 @@ TEXT = ("name", "flags")  #: string columns; flags: the codes joined by ';', emp
 
 
 def fill_table(table_node: slicer.vtkMRMLTableNode, rows: list[dict]) -> None:
-    """Replace the table's contents by the statistics rows (organseg.stats.organ_stats dictionaries).
+    """Replace the table's contents by the statistics rows (organseg.results.stats.organ_stats dictionaries).
 
     Empty organs have 0 mL and NaN HU statistics; rows without flags (not checked yet) have an empty cell.
     """
@@ -35,7 +35,7 @@ def fill_table(table_node: slicer.vtkMRMLTableNode, rows: list[dict]) -> None:
 
 
 def table_rows(table_node: slicer.vtkMRMLTableNode) -> list[dict]:
-    """The table back as dictionaries keyed like organseg.stats rows (for tests and scripts)."""
+    """The table back as dictionaries keyed like organseg.results.stats rows (for tests and scripts)."""
     table = table_node.GetTable()
     rows = []
     for r in range(table.GetNumberOfRows()):

@@ -2,7 +2,7 @@
 
 Slicer's volume nodes hold voxels as vtkImageData (i fastest, i.e. a (k, j, i) numpy array) and their
 geometry as an IJK-to-RAS matrix; SimpleITK images are in LPS. `image_from_volume` inverts
-`organseg.io.ijk_to_ras`, so origin, spacing and direction survive (the tests load images the other way).
+`organseg.ct.grid.ijk_to_ras`, so origin, spacing and direction survive (the tests load images the other way).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from organseg.ct.grid import LPS_TO_RAS
 from organseg.errors import InputError
-from organseg.io import LPS_TO_RAS
 
 
 def matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:

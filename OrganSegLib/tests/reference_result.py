@@ -15,8 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import organ
-from organseg.result import OrganMask, Result
-from organseg.stats import organ_stats
+from organseg.results.result import OrganMask, Result
+from organseg.results.stats import organ_stats
 
 
 def reference_result(ct: sitk.Image, labels: sitk.Image, organs: dict[str, int]) -> Result:
@@ -29,8 +29,8 @@ def reference_result(ct: sitk.Image, labels: sitk.Image, organs: dict[str, int])
 
 
 def _main(argv: list[str]) -> None:
-    from organseg import outputs
     from organseg.cli import Terminated, _terminate
+    from organseg.results import folder as outputs
 
     name, at, out, ct, labels, *pairs = argv
     signal.signal(signal.SIGTERM, _terminate)

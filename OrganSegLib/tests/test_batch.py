@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from organseg.batch import case_names, find_cts, read_list
 from organseg.cli import main
+from organseg.cohort.batch import case_names, find_cts, read_list
 from organseg.errors import InputError
 from organseg.segmenter import Segmenter
 
@@ -49,7 +49,7 @@ def test_batch_segments_each_ct_reports_the_broken_one_and_resumes(tmp_path, coh
         assert (row["flagged"], row["flagged_organs"]) == (("1", f"liver ({', '.join(flags)})") if flags else ("0", ""))
 
     # the batch's result is the single-CT result
-    alone = Segmenter(tiny_models, "cpu").segment(dicom_ct, ["liver"])
+    alone = Segmenter(models=tiny_models, device="cpu").segment(dicom_ct, ["liver"])
     batch_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "example_ct_dicom" / "masks" / "liver.nii.gz")))
     assert np.array_equal(batch_mask > 0, alone.masks["liver"].full())
 

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 pytest.importorskip("distributed", reason="the cluster extra is not installed: pip install 'organseg[cluster]'")
 
 from organseg.cli import main  # noqa: E402
-from organseg.cluster import ClusterSpec, connect, slurm_cluster  # noqa: E402
+from organseg.cohort.cluster import ClusterSpec, connect, slurm_cluster  # noqa: E402
 
 HN_CASES = ("train/pt_1", "train/pt_10", "validation/pt_201")
 
@@ -119,26 +119,54 @@ def test_a_case_whose_worker_is_killed_is_retried_and_one_killed_too_often_fails
     assert not (tmp_path / "b" / "example_ct_dicom").exists()
 
 
+#: Loaded by every process of the interrupted client below (its Dask workers too) through PYTHONPATH: the first
+#: case to start segments; every later case waits at the start of segmentation until its worker is stopped.
+GATE = """
+import os, time
+if os.environ.get("ORGANSEG_TEST_GATE"):
+    import organseg.segmenter as segmenter
+    segment = segmenter.Segmenter.segment
+
+    def gated(self, *args, **kwargs):
+        gate = os.environ["ORGANSEG_TEST_GATE"]
+        try:
+            os.close(os.open(os.path.join(gate, "first"), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            open(os.path.join(gate, f"held-{os.getpid()}"), "w").close()
+            time.sleep(600)
+        return segment(self, *args, **kwargs)
+
+    segmenter.Segmenter.segment = gated
+"""
+
+
 def test_an_interrupted_client_leaves_no_half_case_and_its_rerun_resumes(tmp_path, cohort, tiny_models, serial):
-    # Seven CTs for two workers: the cases running at Ctrl-C may still finish, the queued ones must not start.
+    # Seven CTs for two workers. Ctrl-C comes at a point the test controls, whatever the machine's speed: once one
+    # case is finished and both workers hold a case that has started but cannot finish. Queued ones must not start.
     copies = []
     for ct in cohort[:3]:
         copies.append(tmp_path / f"again_{ct.name}")
         copies[-1].write_bytes(ct.read_bytes())
     cts = [*cohort[:4], *copies]
-    out = tmp_path / "out"
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    gate.mkdir()
+    (gate / "sitecustomize.py").write_text(GATE)
     argv = ["batch", *map(str, cts), "-o", str(out), "--organs", "liver", "--models", str(tiny_models),
             "--workers", "2"]
-    client = subprocess.Popen([sys.executable, "-m", "organseg.cli", *argv], stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "ORGANSEG_TEST_GATE": str(gate), "PYTHONPATH": os.pathsep.join([str(gate), *sys.path])}
+    client = subprocess.Popen([sys.executable, "-m", "organseg.cli", *argv], stderr=subprocess.PIPE, text=True,
+                              env=env)
     deadline = time.monotonic() + 600
-    while not (out / "batch_summary.csv").exists() and client.poll() is None and time.monotonic() < deadline:
+    while client.poll() is None and time.monotonic() < deadline and not (
+            (out / "batch_summary.csv").exists() and _summary(out) and len(list(gate.glob("held-*"))) == 2):
         time.sleep(0.1)
+    assert client.poll() is None, client.stderr.read()
     client.send_signal(signal.SIGINT)
-    assert client.wait(timeout=60) == 130, client.stderr.read()
+    assert client.wait(timeout=120) == 130, client.stderr.read()
     finished = {r["case"] for r in _summary(out)}
     cases = {p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    assert finished and finished <= cases and len(cases) < len(cts)
-    for case in cases:  # a case folder appears only once complete (a worker may finish one the client missed)
+    assert len(finished) == 1 and cases == finished, (finished, cases)  # the held two and the queued four: none
+    for case in cases:
         assert {"masks/liver.nii.gz", "segmentation.nii.gz"} <= _masks(out, case).keys()
         assert (out / case / "stats.json").is_file()
 

@@ -8,7 +8,7 @@ pytest.importorskip("distributed", reason="the cluster extra is not installed: p
 
 from dataset_fixtures import nnunet_folder  # noqa: E402
 from organseg.cli import main  # noqa: E402
-from organseg.model_package import ModelStore  # noqa: E402
+from organseg.method.model_package import ModelStore  # noqa: E402
 
 
 def test_organs_train_in_parallel_and_a_rerun_skips_them(data_dir: Path, tmp_path: Path, capsys):

@@ -12,10 +12,10 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.inference import ONE_PASS_FRACTION, coarse_stride, first_pass, predict_organ, within_reach
+from organseg.ct.orientation import Reorientation
 from organseg.masks import dice
-from organseg.orientation import Reorientation
-from organseg.preprocess import CropRecord, Prepared, prepare
+from organseg.method.inference import ONE_PASS_FRACTION, coarse_stride, first_pass, predict_organ, within_reach
+from organseg.method.preprocess import CropRecord, Prepared, prepare
 from organseg.segmenter import Segmenter
 
 #: TotalSegmentator labels of the DICOM series, from one to all of its 20 slices.
@@ -186,11 +186,11 @@ def test_first_pass_is_every_strideth_slice_with_body_in_the_window_and_its_last
 def test_bundled_esophagus_default_search_gives_the_masks_of_every_slice(data_dir):
     """On the real example CT (abdomen, 3 mm, coarse step 50 mm) every slice finds a 2-4-slice stray piece
     that the coarse pass steps over: both strategies must now give the same mask."""
-    from organseg.io import read_ct
+    from organseg.ct.read import read_ct
 
     image = read_ct(data_dir / "example_ct.nii.gz")
-    default = Segmenter(None, "cpu").segment(image, ["esophagus"]).masks["esophagus"].full()
-    full = Segmenter(None, "cpu", strategy="full").segment(image, ["esophagus"]).masks["esophagus"].full()
+    default = Segmenter(device="cpu").segment(image, ["esophagus"]).masks["esophagus"].full()
+    full = Segmenter(device="cpu", strategy="full").segment(image, ["esophagus"]).masks["esophagus"].full()
     assert np.array_equal(default, full)
 
 
@@ -224,21 +224,21 @@ def test_bundled_stomach_on_the_example_ct_runs_every_slice_in_one_pass_after_th
     """The bundled stomach network finds something on 111 of the real example CT's 112 slices (3 mm, coarse step
     8 slices), every coarse slice among them: the default search must run the 15 coarse slices, then the other 97
     at once in full batches of 16, as full inference would, and no fine rounds in small batches."""
-    from organseg.io import read_ct
-    from organseg.runtime import OrtRuntime
+    from organseg.ct.read import read_ct
+    from organseg.method.runtime import OrtRuntime
 
     batches = []
     predict = OrtRuntime.predict
     monkeypatch.setattr(OrtRuntime, "predict", lambda self, batch: batches.append(len(batch)) or predict(self, batch))
-    result = Segmenter(None, "cpu").segment(read_ct(data_dir / "example_ct.nii.gz"), ["stomach"])
+    result = Segmenter(device="cpu").segment(read_ct(data_dir / "example_ct.nii.gz"), ["stomach"])
     assert result.masks["stomach"].box.any()
     assert batches == [15] + [16] * 6 + [1]
 
 
 def test_segmenter_strategies_agree_with_real_networks(dicom_ct, tiny_models):
     organs = ["liver", "spleen"]
-    fast = Segmenter(tiny_models, "cpu").segment(dicom_ct, organs)
-    full = Segmenter(tiny_models, "cpu", strategy="full").segment(dicom_ct, organs)
+    fast = Segmenter(models=tiny_models, device="cpu").segment(dicom_ct, organs)
+    full = Segmenter(models=tiny_models, device="cpu", strategy="full").segment(dicom_ct, organs)
     for key in organs:
         assert fast.masks[key].box.any()
         assert np.array_equal(fast.masks[key].full(), full.masks[key].full())
@@ -247,7 +247,7 @@ def test_segmenter_strategies_agree_with_real_networks(dicom_ct, tiny_models):
 def test_unknown_strategy_is_refused(tiny_models):
     from organseg.errors import InputError
     with pytest.raises(InputError, match="strategy"):
-        Segmenter(tiny_models, "cpu", strategy="fastest")
+        Segmenter(models=tiny_models, device="cpu", strategy="fastest")
 
 
 def test_interpolation_keeps_every_run_and_fills_only_short_gaps():
@@ -271,8 +271,8 @@ def test_interpolation_keeps_every_run_and_fills_only_short_gaps():
 def test_interpolation_is_within_dice_099_of_full_inference_on_real_ct(data_dir, ct):
     """The bundled liver and spleen networks on the two real CTs (3 mm and 2 mm slices): the interpolate
     strategy's final masks against full inference, and fewer network runs."""
-    from organseg.io import read_ct
-    from organseg.runtime import OrtRuntime
+    from organseg.ct.read import read_ct
+    from organseg.method.runtime import OrtRuntime
 
     calls = {"n": 0}
     predict = OrtRuntime.predict
@@ -287,7 +287,7 @@ def test_interpolation_is_within_dice_099_of_full_inference_on_real_ct(data_dir,
         patch.setattr(OrtRuntime, "predict", counting)
         for strategy in ("full", "interpolate"):
             calls["n"] = 0
-            runs[strategy] = Segmenter(None, "cpu", strategy=strategy).segment(image, ["liver", "spleen"]), calls["n"]
+            runs[strategy] = Segmenter(device="cpu", strategy=strategy).segment(image, ["liver", "spleen"]), calls["n"]
     (full, full_calls), (fast, fast_calls) = runs["full"], runs["interpolate"]
     for key in ("liver", "spleen"):
         a, b = full.masks[key].full(), fast.masks[key].full()

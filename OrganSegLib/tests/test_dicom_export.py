@@ -15,7 +15,7 @@ from skimage.draw import polygon2mask
 
 from organseg.catalogue import CATEGORY, ORGANS, organ
 from organseg.cli import main
-from organseg.dicom_series import find_series
+from organseg.ct.dicom_series import find_series
 import dciodvfy
 
 #: dicompyler-core 0.5.6 imports pydicom's `read_file`, which pydicom 3 renamed `dcmread`.

@@ -16,7 +16,7 @@ from matplotlib.path import Path as PolygonPath
 
 from organseg.cli import main
 from organseg.export.output_types import dicom_writers
-from organseg.outputs import write_result
+from organseg.results.folder import write_result
 import dciodvfy
 from reference_result import reference_result
 
@@ -24,12 +24,9 @@ ORGANS = {"liver": 1, "spleen": 2}
 
 
 @pytest.fixture(scope="module")
-def enhanced(tmp_path_factory):
+def enhanced(tmp_path_factory, ect_supplemental):
     """(folder holding ct/ect.dcm and seg/<organ>.nii.gz, the CT dataset, the ITK image, organ -> mask)."""
-    from pydicom.data import get_testdata_file
-    source = get_testdata_file("eCT_Supplemental.dcm")
-    if source is None:
-        pytest.skip("pydicom-data's eCT_Supplemental.dcm is not installed")
+    source = ect_supplemental
     folder = tmp_path_factory.mktemp("enhanced")
     (folder / "ct").mkdir()
     shutil.copy(source, folder / "ct" / "ect.dcm")

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from organseg.dicom_series import find_series, read_series
+from organseg.ct.dicom_series import find_series, read_series
 from organseg.errors import InputError
 
 
@@ -125,11 +125,8 @@ def test_two_anonymised_series_with_blank_uids_and_other_frames_of_reference_are
         read_series(tmp_path / "ct")
 
 
-def test_an_enhanced_multi_frame_ct_in_a_folder_is_read_with_its_frame_positions(tmp_path):
-    from pydicom.data import get_testdata_file
-    source = get_testdata_file("eCT_Supplemental.dcm")
-    if source is None:
-        pytest.skip("pydicom-data's eCT_Supplemental.dcm is not installed")
+def test_an_enhanced_multi_frame_ct_in_a_folder_is_read_with_its_frame_positions(tmp_path, ect_supplemental):
+    source = ect_supplemental
     (tmp_path / "ct").mkdir()
     shutil.copy(source, tmp_path / "ct" / "ect.dcm")
     image = read_series(tmp_path / "ct")

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.cli import main
-from organseg.dicom_series import find_series
+from organseg.ct.dicom_series import find_series
 from organseg.export.masks import load_masks
 
 TS_JSON = "labels_totalsegmentator_v2.json"

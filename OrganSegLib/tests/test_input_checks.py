@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from organseg.input_checks import format_ml
-from organseg.io import read_ct
+from organseg.ct.checks import format_ml
+from organseg.ct.read import read_ct
 from organseg.segmenter import Segmenter
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from organseg.ct.grid import ijk_to_ras
+from organseg.ct.read import read_ct
 from organseg.errors import InputError
-from organseg.io import ijk_to_ras, read_ct
 
 
 def test_reads_the_real_dicom_series_with_its_geometry(dicom_ct):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
 from organseg.errors import ModelError
-from organseg.io import read_ct
-from organseg.lungs import label_lungs
-from organseg.model_package import LABELLER, PARAMETERS_FILE, ModelPackage, ModelStore, bundled_models_dir
-from organseg.orientation import Reorientation
-from organseg.runtime import LABELLERS, make_runtime
+from organseg.method.lungs import label_lungs
+from organseg.method.model_package import LABELLER, PARAMETERS_FILE, ModelPackage, ModelStore, bundled_models_dir
+from organseg.method.runtime import LABELLERS, make_runtime
 from organseg.segmenter import Segmenter
 
 
@@ -55,7 +55,7 @@ def test_unknown_labeller_is_refused_with_its_name(lungs_copy: Path):
 def test_segmenter_runs_the_labeller_on_the_real_ct(data_dir: Path):
     """`segment --organs lungs` path: the labeller's mask, mapped back onto the input grid, with its volume."""
     image = read_ct(data_dir / "example_ct.nii.gz")
-    result = Segmenter(ModelStore([bundled_models_dir()]), device="cpu").segment(image, "lungs")
+    result = Segmenter(models=bundled_models_dir(), device="cpu").segment(image, "lungs")
     assert "classical-labeller" in result.models["lungs"]
     orient = Reorientation.of(image)
     canonical = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(image)))

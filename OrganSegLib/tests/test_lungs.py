@@ -8,11 +8,11 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from organseg.body import body_mask
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
 from organseg.evaluation.metrics import dice
-from organseg.io import read_ct
-from organseg.lungs import LEFT, RIGHT, LungParameters, label_lungs
-from organseg.orientation import Reorientation
+from organseg.method.body import body_mask
+from organseg.method.lungs import LEFT, RIGHT, LungParameters, label_lungs
 
 PARENCHYMA_HU = (-950, -700)
 
@@ -135,11 +135,11 @@ def test_parameters_round_trip_and_refuse_unknown_keys():
 def test_segmenter_lungs_with_its_shared_body_mask_equal_the_labeller_alone(data_dir: Path, example):
     """The segmenter computes the body mask once per CT and hands it to the labeller: the lungs it reports must be
     the labeller's own (which then computes the body itself), cleaned as every organ is."""
-    from organseg import postprocess as pp
+    from organseg.method import postprocess as pp
     from organseg.segmenter import Segmenter
 
     image, ct, labels, spacing = example
-    result = Segmenter(None, "cpu").segment(image, ["lungs"])
+    result = Segmenter(device="cpu").segment(image, ["lungs"])
     alone = pp.clean_organ("lungs", labels > 0, float(np.prod(spacing)) / 1000.0)
     assert alone.sum() > 1000
     np.testing.assert_array_equal(Reorientation.of(image).to_canonical(result.masks["lungs"].full()), alone)

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from organseg.errors import ModelError
-from organseg.model_package import ModelPackage, ModelStore, write_package
+from organseg.method.model_package import ModelPackage, ModelStore, write_package
 
 
 def test_fixture_packages_load_with_checksums_and_onnx(tiny_models):

@@ -15,7 +15,7 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.errors import OutputError
-from organseg.outputs import finish_interrupted, holds_results, write_result
+from organseg.results.folder import finish_interrupted, holds_results, write_result
 from reference_result import reference_result
 
 TS = {"liver": 5, "spleen": 1, "stomach": 6}
@@ -120,7 +120,7 @@ def small_mount(tmp_path):
 
 @pytest.mark.parametrize("kind,problem", [("read-only", "Read-only file system"), ("full", "No space left")])
 def test_a_read_only_or_full_location_is_refused_before_any_work(small_mount, crop, kind, problem):
-    from organseg.outputs import check_output_dir
+    from organseg.results.folder import check_output_dir
     if kind == "read-only":
         subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
     with pytest.raises(OutputError, match=f"{small_mount / 'r'}: cannot write there \\({problem}"):
@@ -140,8 +140,8 @@ def test_a_disk_that_fills_up_after_the_check_leaves_the_folder_as_it_was(tmp_pa
     needs a new directory entry) once earlier files were moved, into a folder with or without earlier results."""
     import errno
 
-    from organseg import outputs
     from organseg.cli import main
+    from organseg.results import folder as outputs
     out = tmp_path / "r"
     args = ["segment", str(crop / "ct.nii.gz"), "-o", str(out), "--organs", "liver", "--models", str(tiny_models),
             "--device", "cpu"]

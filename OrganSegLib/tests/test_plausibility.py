@@ -5,7 +5,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from organseg.catalogue import ORGANS, organ
-from organseg.plausibility import CODES, check_masks
+from organseg.results.plausibility import CODES, check_masks
 
 TS_LIVER, TS_SPLEEN = 5, 1
 

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from organseg.cli import main
 from organseg.commands.options import FLAGGED_EXIT
-from organseg.io import read_ct
+from organseg.ct.read import read_ct
 from organseg.segmenter import Segmenter
 
 
@@ -45,7 +45,7 @@ def test_abdominal_liver_and_spleen_are_flagged_only_where_the_scan_cuts_them(da
     checked as found, without the lungs labeller the boxes would add."""
     image = read_ct(data_dir / ct)
     image = image[:, :, slices]
-    result = Segmenter(None, "cpu", anchor_rules={"liver": False, "spleen": False}).segment(image, ["liver", "spleen"])
+    result = Segmenter(device="cpu", anchor_rules={"liver": False, "spleen": False}).segment(image, ["liver", "spleen"])
     for row in result.stats:
         codes = [f["code"] for f in row["flags"]]
         mask = result.masks[row["organ"]].full()

@@ -5,7 +5,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS
-from organseg.postprocess import AnchorRules, clean_components, clean_organ, rule
+from organseg.method.postprocess import AnchorRules, clean_components, clean_organ, rule
 
 
 def test_every_rule_names_only_anchor_organs():

@@ -6,10 +6,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from organseg.body import body_boxes, body_mask, slice_boxes
-from organseg.io import read_ct
-from organseg.orientation import Reorientation
-from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH, LEVELS, normalise, prepare, resize_slice
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
+from organseg.method.body import body_boxes, body_mask, slice_boxes
+from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH, LEVELS, normalise, prepare, resize_slice
 
 TS_LIVER = 5
 

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from organseg.ct.orientation import Reorientation
 from organseg.errors import InputError, ModelError
-from organseg.model_package import ModelPackage, ModelStore, write_package
-from organseg.orientation import Reorientation
-from organseg.preprocess import prepare
-from organseg.runtime import OrtRuntime, TorchRuntime, make_runtime
+from organseg.method.model_package import ModelPackage, ModelStore, write_package
+from organseg.method.preprocess import prepare
+from organseg.method.runtime import OrtRuntime, TorchRuntime, make_runtime
 
 
 @pytest.fixture(scope="module")

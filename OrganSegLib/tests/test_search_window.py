@@ -9,10 +9,10 @@ import pytest
 import SimpleITK as sitk
 
 from organseg import segmenter as segmenter_module
-from organseg.io import read_ct
-from organseg.model_package import ModelStore, write_package
-from organseg.orientation import Reorientation
-from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH, prepare
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
+from organseg.method.model_package import write_package
+from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH, prepare
 from organseg.segmenter import Segmenter
 
 
@@ -57,7 +57,7 @@ def test_a_larger_finding_outside_the_window_neither_wins_nor_is_searched(exampl
         runtimes = {}
         monkeypatch.setattr(segmenter_module, "make_runtime", lambda package, *_: runtimes.setdefault(
             package.organ.key, SlabRuntime(rows, sides[package.organ.key])))
-        result = Segmenter(ModelStore([tmp_path]), "cpu", strategy=strategy).segment(image, ["liver"])
+        result = Segmenter(models=tmp_path, device="cpu", strategy=strategy).segment(image, ["liver"])
         masks[strategy], ran[strategy] = result.masks["liver"].full(), runtimes["liver"].ran
     canonical = Reorientation.of(image).to_canonical(masks["full"])
     assert np.array_equal(np.flatnonzero(canonical.any(axis=(1, 2))), np.arange(20, 40))  # the true organ
@@ -68,16 +68,16 @@ def test_a_larger_finding_outside_the_window_neither_wins_nor_is_searched(exampl
 def test_bundled_liver_is_searched_only_below_the_lung_apex_of_a_head_and_neck_ct(openkbp_dir, monkeypatch):
     """The bundled liver network and lungs labeller on a real head-and-neck CT: the liver's search stays within
     20 mm above the lung apex, and its mask equals full inference's."""
-    from organseg.runtime import OrtRuntime
+    from organseg.method.runtime import OrtRuntime
 
     image = read_ct(openkbp_dir / "validation" / "pt_201" / "ct.nii.gz")
     ran = []
     predict = OrtRuntime.predict
     monkeypatch.setattr(OrtRuntime, "predict", lambda self, batch: ran.append(len(batch)) or predict(self, batch))
-    fast = Segmenter(None, "cpu").segment(image, ["liver"])
+    fast = Segmenter(device="cpu").segment(image, ["liver"])
     fast_slices = sum(ran)
     ran.clear()
-    full = Segmenter(None, "cpu", strategy="full").segment(image, ["liver"])
+    full = Segmenter(device="cpu", strategy="full").segment(image, ["liver"])
     lungs = np.flatnonzero(Reorientation.of(image).to_canonical(fast.masks["lungs"].full()).any(axis=(1, 2)))
     assert lungs.size, "the lungs labeller must find the lung apices of this CT"
     window_top = lungs[-1] + round(20 / image.GetSpacing()[2])

@@ -77,7 +77,7 @@ def test_python_api_reports_progress_per_organ_and_writes_nothing(dicom_ct, tiny
                                                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
     events = []
-    result = Segmenter(tiny_models, device="cpu").segment(dicom_ct, ["spleen", "liver"], progress=events.append)
+    result = Segmenter(models=tiny_models, device="cpu").segment(dicom_ct, ["spleen", "liver"], progress=events.append)
     assert [(e.organ.key, e.stage) for e in events if e.stage == "done"] == [("liver", "done"), ("spleen", "done")]
     assert all(e.mask is not None for e in events if e.stage == "done")
     assert result.masks["liver"].full().shape == dicom_ct.GetSize()[::-1]
@@ -136,7 +136,7 @@ def test_organs_and_models_listings(tiny_models, capsys):
 
 def test_a_ct_too_large_for_the_memory_is_refused_before_work(tmp_path, data_dir, tiny_models, capsys,
                                                              monkeypatch):
-    monkeypatch.setattr("organseg.io.available_memory", lambda: 50 * 2**20)
+    monkeypatch.setattr("organseg.method.memory.available_memory", lambda: 50 * 2**20)
     assert main(["segment", str(data_dir / "example_ct_dicom"), "-o", str(tmp_path / "out"),
                  "--organs", "liver", "--models", str(tiny_models)]) == 2
     err = capsys.readouterr().err

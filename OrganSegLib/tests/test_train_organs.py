@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from dataset_fixtures import KBP_TEST, KBP_TRAIN, kbp_case, nnunet_folder
 from organseg.cli import main
-from organseg.model_package import ModelStore
+from organseg.method.model_package import ModelStore
 
 
 def test_dataset_train_all_evaluate(openkbp_dir: Path, tmp_path: Path, capsys):

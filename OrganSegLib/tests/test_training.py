@@ -12,12 +12,12 @@ import torch
 
 from organseg.cli import main
 from organseg.errors import InputError
-from organseg.model_package import ModelPackage
+from organseg.method.model_package import ModelPackage
+from organseg.method.network import ResUNet2D
 from organseg.training.augment import Augmentation
-from organseg.network import ResUNet2D
 from organseg.training.cases import CaseSlices, CaseSpec, decode
-from organseg.training.dataset import read_dataset
 from organseg.training.config import FitConfig
+from organseg.training.dataset import read_dataset
 from organseg.training.loop import FitState, SliceSet, Trainer
 from organseg.training.split import split_cases
 

@@ -7,17 +7,16 @@ import SimpleITK as sitk
 import torch
 
 from organseg.catalogue import organ
-from organseg.labelmaps import organ_label_ids, read_label_names, select_labels
-from organseg.network import ResUNet2D
+from organseg.ct.labelmaps import organ_label_ids, read_label_names, select_labels
+from organseg.method.network import ResUNet2D
 from organseg.training.accelerated import MixedPrecisionStep, batch_stream
 from organseg.training.augment import Augmentation
 from organseg.training.cases import decode
 from organseg.training.config import FitConfig
 from organseg.training.loop import SliceSet, Trainer, dice_bce_loss
-from organseg.training.slices import organ_slices
 
 
-def _liver_slices(dicom_ct, ts_labels, data_dir):
+def _liver_slices(organ_slices, dicom_ct, ts_labels, data_dir):
     """Every third slice, cut to 96 x 96 pixels around the liver (small: these tests check plumbing)."""
     names = read_label_names(data_dir / "labels_totalsegmentator_v2.json")
     pairs = organ_slices(dicom_ct, select_labels(ts_labels, organ_label_ids(organ("liver"), names)))
@@ -26,8 +25,8 @@ def _liver_slices(dicom_ct, ts_labels, data_dir):
     return (np.ascontiguousarray(a[::3, r:r + 96, c:c + 96]) for a in (pairs.inputs, pairs.targets))
 
 
-def test_mixed_precision_steps_lower_the_loss_on_real_slices(dicom_ct, ts_labels, data_dir):
-    x, y = (torch.from_numpy(a[:4, None].copy()) for a in _liver_slices(dicom_ct, ts_labels, data_dir))
+def test_mixed_precision_steps_lower_the_loss_on_real_slices(organ_slices, dicom_ct, ts_labels, data_dir):
+    x, y = (torch.from_numpy(a[:4, None].copy()) for a in _liver_slices(organ_slices, dicom_ct, ts_labels, data_dir))
     torch.manual_seed(0)
     net = ResUNet2D()
     step = MixedPrecisionStep(net, torch.optim.Adam(net.parameters(), lr=1e-3), "cpu", dice_bce_loss)
@@ -36,8 +35,8 @@ def test_mixed_precision_steps_lower_the_loss_on_real_slices(dicom_ct, ts_labels
     assert not step.mixed and not step.scaler.is_enabled()  # the CPU path is not mixed precision
 
 
-def test_batch_stream_with_workers_is_seeded_per_worker(dicom_ct, ts_labels, data_dir):
-    inputs, targets = _liver_slices(dicom_ct, ts_labels, data_dir)
+def test_batch_stream_with_workers_is_seeded_per_worker(organ_slices, dicom_ct, ts_labels, data_dir):
+    inputs, targets = _liver_slices(organ_slices, dicom_ct, ts_labels, data_dir)
 
     def sample(rng: np.random.Generator):
         idx = rng.choice(len(inputs), 2)
@@ -50,11 +49,11 @@ def test_batch_stream_with_workers_is_seeded_per_worker(dicom_ct, ts_labels, dat
     assert not torch.equal(first[0], first[1]) or not torch.equal(first[1], first[2])  # workers differ
 
 
-def test_trainer_with_a_batch_worker_trains_and_augments_in_the_main_process(dicom_ct, ts_labels, data_dir,
-                                                                                 tmp_path):
+def test_trainer_with_a_batch_worker_trains_and_augments_in_the_main_process(organ_slices, dicom_ct, ts_labels,
+                                                                                 data_dir, tmp_path):
     """The GPU's batch path on the CPU: crops cut by a DataLoader process, augmented by the trainer (its
     generator, checkpointed), steps counted and the checkpoint written; the loss falls on real slices."""
-    inputs, targets = _liver_slices(dicom_ct, ts_labels, data_dir)
+    inputs, targets = _liver_slices(organ_slices, dicom_ct, ts_labels, data_dir)
     codes = np.round(inputs * 239).astype(np.uint8)
     data = SliceSet(codes, targets > 0.5, decode)
     torch.manual_seed(0)

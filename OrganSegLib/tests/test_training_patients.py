@@ -10,11 +10,10 @@ import SimpleITK as sitk
 
 from organseg.cli import main
 from organseg.errors import InputError
-from organseg.model_package import ModelPackage
+from organseg.method.model_package import ModelPackage
 from organseg.training.cases import CaseSlices, decode
 from organseg.training.dataset import read_dataset
 from organseg.training.loop import SliceSet
-from organseg.training.slices import organ_slices
 
 #: three train patients with a spinal cord and an esophagus contour, one with the cord only
 WITH_BOTH, CORD_ONLY = ("pt_2", "pt_4", "pt_7"), "pt_1"
@@ -63,7 +62,7 @@ def test_dataset_columns_are_checked(openkbp_dir: Path, tmp_path: Path):
         read_dataset(data)
 
 
-def test_margin_below_drops_the_slices_under_a_contour_that_stops_short(openkbp_dir: Path):
+def test_margin_below_drops_the_slices_under_a_contour_that_stops_short(openkbp_dir: Path, organ_slices):
     folder = openkbp_dir / "train" / "pt_2"
     ct = sitk.ReadImage(str(folder / "ct.nii.gz"))
     cord = sitk.Cast(sitk.ReadImage(str(folder / "labels.nii.gz")) == 1, sitk.sitkUInt8)
@@ -74,7 +73,7 @@ def test_margin_below_drops_the_slices_under_a_contour_that_stops_short(openkbp_
     assert above_only.z.max() == both.z.max() == with_cord.max() + 5
 
 
-def test_crops_centred_on_the_organ_hold_it_and_the_others_are_anywhere(openkbp_dir: Path):
+def test_crops_centred_on_the_organ_hold_it_and_the_others_are_anywhere(openkbp_dir: Path, organ_slices):
     folder = openkbp_dir / "train" / "pt_4"
     pairs = organ_slices(sitk.ReadImage(str(folder / "ct.nii.gz")),
                          sitk.Cast(sitk.ReadImage(str(folder / "labels.nii.gz")) == 2, sitk.sitkUInt8), margin=0)
@@ -88,7 +87,7 @@ def test_crops_centred_on_the_organ_hold_it_and_the_others_are_anywhere(openkbp_
 
 
 
-def test_crops_beyond_the_organs_end_are_centred_where_it_would_continue(openkbp_dir: Path):
+def test_crops_beyond_the_organs_end_are_centred_where_it_would_continue(openkbp_dir: Path, organ_slices):
     folder = openkbp_dir / "train" / "pt_2"
     pairs = organ_slices(sitk.ReadImage(str(folder / "ct.nii.gz")),
                          sitk.Cast(sitk.ReadImage(str(folder / "labels.nii.gz")) == 1, sitk.sitkUInt8), margin=8,

@@ -87,9 +87,9 @@ def openkbp_cases(count: int) -> list[Path]:
 
 def worker(args: argparse.Namespace) -> int:
     """One run in its own process: segment the CT, save the masks, print timings and the slices run as JSON."""
-    from organseg import inference, runtime
-    from organseg.io import read_ct
-    from organseg.orientation import Reorientation
+    from organseg.ct.orientation import Reorientation
+    from organseg.ct.read import read_ct
+    from organseg.method import inference, runtime
     from organseg.segmenter import Segmenter
 
     organ = {"key": ""}
@@ -116,7 +116,7 @@ def worker(args: argparse.Namespace) -> int:
         if hasattr(runtime, name):
             setattr(getattr(runtime, name), method, timed(getattr(getattr(runtime, name), method)))
     image = read_ct(args.ct)
-    segmenter = Segmenter(args.models or None, "cpu", strategy=args.strategy)
+    segmenter = Segmenter(models=args.models or None, device="cpu", strategy=args.strategy)
     t0 = time.perf_counter()
     result = segmenter.segment(image, args.organs.split(","),
                                lambda p: organ.update(key=p.organ.key) if p.stage == "inference" else None)
@@ -127,7 +127,7 @@ def worker(args: argparse.Namespace) -> int:
              for k, m in result.masks.items()}
     print(json.dumps({"seconds": result.seconds, "wall": wall, "network": network, "ran": ran, "final": final,
                       "models": result.models, "shape": image.GetSize()[::-1], "peak_mb": peak_memory_mb(),
-                      "slice_mm": float(image.GetSpacing()[2 - orient.permutation[0]])}))
+                      "slice_mm": orient.spacing(image)[0]}))
     return 0
 
 
@@ -186,7 +186,7 @@ def organ_rows(full: dict, fast: dict, organs: list[str], dice) -> list[str]:
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
     from organseg.masks import dice
-    from organseg.model_package import ModelStore, bundled_models_dir
+    from organseg.method.model_package import ModelStore, bundled_models_dir
 
     store = ModelStore([Path(args.models)] if args.models else [bundled_models_dir()])
     organs = sorted(store.available()) if args.organs == "shipped" else args.organs.split(",")

@@ -23,11 +23,11 @@ import SimpleITK as sitk
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from organseg.io import read_ct
+from organseg.ct.orientation import Reorientation
+from organseg.ct.read import read_ct
 from organseg.masks import dice
-from organseg.model_package import ModelStore, bundled_models_dir
-from organseg.orientation import Reorientation
-from organseg.preprocess import Prepared, prepare
+from organseg.method.model_package import ModelStore, bundled_models_dir
+from organseg.method.preprocess import Prepared, prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import DATA  # noqa: E402

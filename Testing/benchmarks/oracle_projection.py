@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from organseg import postprocess as pp
 from organseg.catalogue import organ
-from organseg.inference import FINE_MARGIN_MM, coarse_stride, predict_organ, slices_within
+from organseg.ct.orientation import Reorientation
 from organseg.masks import dice
-from organseg.model_package import ModelStore, bundled_models_dir
-from organseg.orientation import Reorientation
-from organseg.preprocess import prepare
-from organseg.runtime import make_runtime
+from organseg.method import postprocess as pp
+from organseg.method.inference import FINE_MARGIN_MM, coarse_stride, predict_organ, slices_within
+from organseg.method.model_package import ModelStore, bundled_models_dir
+from organseg.method.preprocess import prepare
+from organseg.method.runtime import make_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import DATA, resampled, single_torso  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> int:
     image = single_torso(resampled(sitk.ReadImage(str(DATA / "example_ct.nii.gz"))), 800)
     orient = Reorientation.of(image, "whole-body layout")
     canonical = np.ascontiguousarray(orient.to_canonical(sitk.GetArrayViewFromImage(image)))
-    slice_mm = float(image.GetSpacing()[2 - orient.permutation[0]])
+    slice_mm = orient.spacing(image)[0]
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000
     prepared = prepare(canonical)
     package = ModelStore([bundled_models_dir()]).get(args.organ)

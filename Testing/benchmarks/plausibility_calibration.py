@@ -17,11 +17,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.grid import on_grid
-from organseg.io import read_ct
-from organseg.labelmaps import organ_label_ids, read_label_names
+from organseg.ct.grid import on_grid
+from organseg.ct.labelmaps import organ_label_ids, read_label_names
+from organseg.ct.read import read_ct
 from organseg.masks import axial_extent
-from organseg.plausibility import Scan, flags_of, measure
+from organseg.results.plausibility import Scan, flags_of, measure
 
 COLUMNS = ("volume_ml", "outside_body", "median_hu", "dense", "largest_parts", "outside_window", "side_mm")
 OPENKBP = {"spinal_cord": 1, "esophagus": 2}  #: catalogue organ -> OpenKBP label id

@@ -43,7 +43,7 @@ def volume_from_image(scene, image, name: str):
     import vtk
     from vtk.util import numpy_support
 
-    from organseg.io import ijk_to_ras
+    from organseg.ct.grid import ijk_to_ras
     from organseg_slicer.volumes import numpy_to_matrix
 
     image_data = vtk.vtkImageData()

@@ -6,10 +6,10 @@ import pytest
 
 pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 
-from organseg.io import read_ct  # noqa: E402
-from organseg.model_package import ModelStore, bundled_models_dir  # noqa: E402
-from organseg.segmenter import Segmenter  # noqa: E402
-from organseg_slicer.logic import OrganSegLogic, Options  # noqa: E402
+from organseg.ct.read import read_ct  # noqa: E402
+from organseg.method.model_package import bundled_models_dir  # noqa: E402
+from organseg.segmenter import Segmenter, Settings  # noqa: E402
+from organseg_slicer.logic import OrganSegLogic  # noqa: E402
 from organseg_slicer.segments import organ_segments, segment_mask  # noqa: E402
 from organseg_slicer.table import table_rows  # noqa: E402
 
@@ -17,9 +17,9 @@ from organseg_slicer.table import table_rows  # noqa: E402
 def test_lungs_labeller_segment_matches_the_library(scene, add_volume, data_dir):
     image = read_ct(data_dir / "example_ct.nii.gz")
     volume = add_volume(image, "example CT")
-    run = OrganSegLogic(scene).run(volume, ["lungs"], Options(device="cpu", models=[bundled_models_dir()]))
+    run = OrganSegLogic(scene).run(volume, ["lungs"], Settings(models=bundled_models_dir(), device="cpu"))
     assert run.job.error is None and run.done == ["lungs"]
-    expected = Segmenter(ModelStore([bundled_models_dir()]), device="cpu").segment(image, "lungs")
+    expected = Segmenter(models=bundled_models_dir(), device="cpu").segment(image, "lungs")
     (segment_id, key), = organ_segments(run.segmentation_node).items()
     mask = segment_mask(run.segmentation_node, segment_id, volume)
     assert key == "lungs" and mask.any()

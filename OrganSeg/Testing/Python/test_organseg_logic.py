@@ -19,12 +19,11 @@ import slicer  # noqa: E402
 
 from organseg.catalogue import organ  # noqa: E402
 from organseg.errors import OutputError  # noqa: E402
-from organseg.model_package import ModelStore  # noqa: E402
-from organseg.result import OrganMask  # noqa: E402
-from organseg.segmenter import Segmenter  # noqa: E402
-from organseg_slicer.logic import OrganSegLogic, Options  # noqa: E402
-from organseg_slicer.segments import (ORGAN_TAG, organ_segments, segment_mask, segment_tag,  # noqa: E402
-                                      set_organ_segment, terminology_entry)
+from organseg.results.result import OrganMask  # noqa: E402
+from organseg.segmenter import Segmenter, Settings  # noqa: E402
+from organseg_slicer.logic import OrganSegLogic  # noqa: E402
+from organseg_slicer.segments import (ORGAN_TAG, organ_segments,  # noqa: E402 set_organ_segment, terminology_entry)
+                                      segment_mask, segment_tag)
 from organseg_slicer.table import table_rows  # noqa: E402
 from organseg_slicer.volumes import image_from_volume, volume_ijk_to_ras  # noqa: E402
 
@@ -36,11 +35,11 @@ ORGANS = ["liver", "spleen"]
 @pytest.fixture(scope="module")
 def library_result(dicom_ct, tiny_models):
     """What the library itself gives for the DICOM CT (the reference for the MRML results)."""
-    return Segmenter(ModelStore([tiny_models]), device="cpu").segment(dicom_ct, ORGANS)
+    return Segmenter(models=tiny_models, device="cpu").segment(dicom_ct, ORGANS)
 
 
-def options(models: Path) -> Options:
-    return Options(device="cpu", models=[models])
+def options(models: Path) -> Settings:
+    return Settings(models=models, device="cpu")
 
 
 def sh_parent(scene, node):
@@ -49,7 +48,8 @@ def sh_parent(scene, node):
 
 
 def test_volume_geometry_matches_slicer_reader_and_round_trips(scene, add_volume, data_dir, dicom_ct):
-    from organseg.io import ijk_to_ras, read_ct
+    from organseg.ct.grid import ijk_to_ras
+    from organseg.ct.read import read_ct
     path = data_dir / "example_ct.nii.gz"
     by_slicer = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "read by Slicer")
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
@@ -220,7 +220,7 @@ def test_cancel_after_first_organ_leaves_consistent_state(scene, ct_volume, tiny
 def test_anchor_organs_are_added_and_reported(scene, ct_volume, tiny_models, tmp_path):
     """Gallbladder's rule needs the liver: choosing it alone adds the liver and says so."""
     import shutil
-    from organseg.model_package import ModelStore as Store, write_package
+    from organseg.method.model_package import ModelStore as Store, write_package
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
     liver = Store([models]).get("liver")
@@ -322,6 +322,8 @@ def test_first_run_install_takes_the_library_shipped_with_the_extension(monkeypa
     assert dependencies.library_requirement() == "organseg==0.1.0"
 
 
-def test_interpolate_option_selects_the_interpolating_strategy(tiny_models):
-    assert options(tiny_models).segmenter().strategy == "coarse-to-fine"
-    assert Options(device="cpu", interpolate=True, models=[tiny_models]).segmenter().strategy == "interpolate"
+def test_interpolate_option_selects_the_interpolating_strategy(scene):
+    logic = OrganSegLogic(scene)
+    assert logic.settings().strategy == "coarse-to-fine"
+    logic.getParameterNode().interpolate = True
+    assert logic.settings().strategy == "interpolate"

@@ -21,7 +21,7 @@ from PyQt5.QtWidgets import QMessageBox, QPlainTextEdit  # noqa: E402
 
 import SimpleITK as sitk  # noqa: E402
 
-from organseg.model_package import ModelStore  # noqa: E402
+from organseg.method.model_package import ModelStore  # noqa: E402
 from organseg_slicer.segments import organ_segments  # noqa: E402
 from organseg_slicer.table import table_rows  # noqa: E402
 from slicer_harness.application import Harness  # noqa: E402

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import SimpleITK as sitk
+
 TEMP_PREFIX = ".organseg-"
 
 
@@ -116,3 +118,11 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(s, handler)
         if caught:
             signal.raise_signal(caught[0])
+
+
+def atomic_write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:
+    """Write an image through a temporary file in the same folder, then rename it into place."""
+    path = Path(path)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    with atomic_file(path, suffix) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)

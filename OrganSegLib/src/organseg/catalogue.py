@@ -62,7 +62,7 @@ _BONES = _VERTEBRAE + _RIBS + (
     "sacrum", "humerus_left", "humerus_right", "scapula_left", "scapula_right", "clavicula_left",
     "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "skull", "sternum")
 
-#: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.plausibility);
+#: Plausible median HU of an organ's voxels, unenhanced to contrast-enhanced CT, by tissue (organseg.results.plausibility);
 #: set from tissue values and checked on the real CTs (Testing/benchmarks/PLAUSIBILITY.md).
 HU_SOFT = (-40.0, 200.0)  #: parenchyma: fat is about -100, cancellous bone 200 and more
 HU_FATTY = (-150.0, 200.0)  #: small, thin or fat-infiltrated organs (adrenals, pancreas, thymus, esophagus)
@@ -164,7 +164,6 @@ ORGANS: tuple[Organ, ...] = (
 )
 
 _BY_KEY = {o.key: o for o in ORGANS}
-_BY_LABEL = {o.label: o for o in ORGANS}
 REGIONS = ("head", "thorax", "abdomen", "pelvis", "skeleton")
 
 
@@ -176,11 +175,6 @@ def organ(key: str) -> Organ:
     near = difflib.get_close_matches(normalised, list(_BY_KEY), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(near)}?" if near else " Run `organseg organs` for the list."
     raise InputError(f"unknown organ name '{key}'.{hint}")
-
-
-def organ_by_label(label: int) -> Organ:
-    """The organ with this label value in the multi-label map."""
-    return _BY_LABEL[label]
 
 
 def parse_organs(spec: str | list[str] | tuple[str, ...] | None) -> list[Organ]:

@@ -1,70 +1,61 @@
-"""The Python API: `Segmenter(models, device).segment(image, organs) -> Result`, no files written.
+"""The Python API: `Segmenter(settings).segment(image, organs) -> Result`, no files written.
 
 One call reads as the paper's steps: the CT is checked and oriented once; per organ the slices are
 prepared (`preprocess`), the network predicts (`inference`), the mask is cleaned and, once the anchor organs
 it needs are done, boxed (`postprocess`), then mapped back onto the input's voxel grid with its statistics.
-What comes back (`Result`, `OrganMask`, `Progress`) lives in `organseg.result`.
+What comes back (`Result`, `OrganMask`, `Progress`) lives in `organseg.results.result`.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import SimpleITK as sitk
 
-from organseg import postprocess as pp
-from organseg.body import body_mask, slice_boxes
 from organseg.catalogue import organ, parse_organs
-from organseg.errors import InputError, ModelError
-from organseg.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, STRATEGIES, Cancelled, coarse_stride,
-                                first_pass, predict_organ, slices_within, within_reach)
-from organseg.input_checks import finite_hu, spacing_warnings
-from organseg.io import check_ct, check_memory
+from organseg.ct.checks import check_ct, finite_hu, spacing_warnings
+from organseg.ct.orientation import Reorientation
+from organseg.errors import ModelError
 from organseg.masks import axial_extent
-from organseg.model_package import ModelPackage, ModelStore
-from organseg.orientation import Reorientation
-from organseg.plausibility import check_masks
-from organseg.preprocess import Prepared, prepare
-from organseg.result import OrganMask, Progress, Result
-from organseg.runtime import LabellerRuntime, Runtime, make_runtime, resolve_device
-from organseg.stats import organ_stats
+from organseg.method import postprocess as pp
+from organseg.method.body import body_mask, slice_boxes
+from organseg.method.inference import (FINE_MARGIN_MM, INTERPOLATE_MM, Cancelled, coarse_stride, first_pass,
+                                       predict_organ, slices_within, within_reach)
+from organseg.method.memory import check_memory
+from organseg.method.model_package import ModelPackage
+from organseg.method.preprocess import Prepared, prepare
+from organseg.method.runtime import LabellerRuntime, Runtime, make_runtime
+from organseg.method.settings import Settings
+from organseg.results.plausibility import check_masks
+from organseg.results.result import OrganMask, Progress, Result
+from organseg.results.stats import organ_stats
 
-__all__ = ["Segmenter", "Cancelled"]
+__all__ = ["Segmenter", "Settings", "Cancelled"]
 
 
 class Segmenter:
     """Segments chosen organs of a CT with installed model packages."""
 
-    def __init__(self, models: ModelStore | str | Path | list[Path] | None = None, device: str = "auto",
-                 engine: str = "auto", batch_size: int = 16, postprocess: bool = True,
-                 anchor_rules: dict[str, bool] | None = None, strategy: str = "coarse-to-fine") -> None:
-        if strategy not in STRATEGIES:
-            raise InputError(f"unknown inference strategy '{strategy}'; use {', '.join(STRATEGIES)}")
-        if models is None:
-            models = ModelStore()
-        elif not isinstance(models, ModelStore):
-            models = ModelStore([Path(models)] if isinstance(models, (str, Path)) else [Path(m) for m in models])
-        self.store = models
-        self.device = resolve_device(device)
-        self.engine = engine
-        self.batch_size = batch_size
-        self.postprocess = postprocess
-        self.anchor_rules = anchor_rules
-        self.strategy = strategy
+    def __init__(self, settings: Settings | None = None, /, **fields: Any) -> None:
+        """A segmenter for `settings` (default `Settings()`); any of its fields may be given by name instead or on
+        top, e.g. `Segmenter(models=folder, device="cpu")`."""
+        self.settings = replace(settings or Settings(), **fields).resolved()
+        self.store = self.settings.store()
         self._runtimes: dict[Path, Runtime | LabellerRuntime] = {}  #: package folder -> its loaded network
 
     def runtime(self, package: ModelPackage) -> Runtime | LabellerRuntime:
         """The package's network on this segmenter's device, loaded on first use and kept (a batch, a worker)."""
         if package.path not in self._runtimes:
-            self._runtimes[package.path] = make_runtime(package, self.device, self.engine)
+            self._runtimes[package.path] = make_runtime(package, self.settings.device, self.settings.engine)
         return self._runtimes[package.path]
 
     @property
     def anchor_policy(self) -> pp.AnchorRules:
         """Post-processing's anchor policy for this segmenter's switches (no boxes without post-processing)."""
-        return pp.AnchorRules(self.anchor_rules, self.postprocess)
+        return pp.AnchorRules(self.settings.rules, self.settings.postprocess)
 
     def plan(self, organs: str | list[str] | tuple[str, ...] | None
              ) -> tuple[list[ModelPackage], list[str], list[str]]:
@@ -105,7 +96,7 @@ class Segmenter:
         Each organ runs after the chosen anchors its box needs (anchor organs first); each organ is finished
         (anchor box, mapped back, statistics) as soon as the anchors its rule needs are done, and reported through
         `progress` with its final mask. At the end each statistics row gets its plausibility flags
-        (`organseg.plausibility`, [{code, reason}, ...]).
+        (`organseg.results.plausibility`, [{code, reason}, ...]).
         """
         check_ct(image, source)
         check_memory(image, source)
@@ -115,7 +106,7 @@ class Segmenter:
         orient = Reorientation.of(image, source)
         ct, input_warnings = finite_hu(sitk.GetArrayViewFromImage(image), source)
         canonical = np.ascontiguousarray(orient.to_canonical(ct))  # stored type: slices become float32 one by one
-        spacing = tuple(float(image.GetSpacing()[2 - axis]) for axis in orient.permutation)  # (S, P, L) mm
+        spacing = orient.spacing(image)  # (S, P, L) mm
         slice_mm = spacing[0]
         warnings += input_warnings + spacing_warnings(image, 2 - orient.permutation[0], source)
         voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
@@ -169,7 +160,7 @@ class Segmenter:
                     prepared[prep_key] = prepare(canonical, package.hu_window, package.levels, boxes)
                     seconds["_prepare"] = seconds.get("_prepare", 0.0) + time.perf_counter() - t0
                 t0 = time.perf_counter()
-                mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.batch_size, cancel,
+                mask = predict_organ(prepared[prep_key], runtime, package.threshold, self.settings.batch_size, cancel,
                                      *self._search(key, window, slice_mm))
             predicted[key] = OrganMask.from_full(mask)
             if window is not None:  # every strategy cleans only what the search may see (full ran every slice)
@@ -177,7 +168,7 @@ class Segmenter:
             if not isinstance(runtime, LabellerRuntime):  # every strategy keeps what coarse-to-fine surely finds
                 stride, margin = reach(key, slice_mm)
                 mask = within_reach(mask, first_pass(prepared[prep_key], stride, window), margin)
-            if self.postprocess:
+            if self.settings.postprocess:
                 mask = pp.clean_organ(key, mask, voxel_ml)
             cleaned[key] = OrganMask.from_full(mask)
             extents[key] = axial_extent(mask)
@@ -206,9 +197,9 @@ class Segmenter:
         findings the anchors allow, not one the box would clear afterwards, and coarse-to-fine may skip every slice
         outside it with the masks of full inference.
         """
-        if self.strategy == "full":
+        if self.settings.strategy == "full":
             return 1, None, 1, 1
-        max_gap = slices_within(INTERPOLATE_MM, slice_mm) if self.strategy == "interpolate" else 1
+        max_gap = slices_within(INTERPOLATE_MM, slice_mm) if self.settings.strategy == "interpolate" else 1
         stride, margin = reach(key, slice_mm)
         return stride, window, margin, max_gap
 

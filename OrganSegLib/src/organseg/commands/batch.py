@@ -2,7 +2,7 @@
 
 Resumable: a CT whose result folder holds results is not segmented again (unless --overwrite). A CT that
 fails (unreadable, not a CT, too large, ...) is reported in the summary and the batch goes on. The work is
-`organseg.batch.run_batch`, or `organseg.batch_tasks.run_batch_on_cluster` with --workers, --scheduler or
+`organseg.cohort.batch.run_batch`, or `organseg.cohort.batch_tasks.run_batch_on_cluster` with --workers, --scheduler or
 --cluster; this command parses and prints.
 """
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from organseg.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOptions, case_names, find_cts, read_list,
-                            run_batch)
 from organseg.catalogue import parse_organs
+from organseg.cohort.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOptions, case_names, find_cts,
+                                   read_list, run_batch)
 from organseg.commands.options import (FLAGGED_EXIT, add_cluster_options, add_segmentation_options, cluster_spec,
-                                      make_segmenter, say_added_anchors, say_where)
+                                       make_segmenter, say_added_anchors, say_where)
+from organseg.ct.checks import format_ml
 from organseg.errors import InputError, OutputError
 from organseg.export.output_types import parse_output_types
-from organseg.input_checks import format_ml
-from organseg.outputs import check_writable
+from organseg.results.folder import check_writable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     with tqdm(total=len(cases), unit="CT", file=sys.stderr) as bar:  # closed before an interrupt message
         if spec.distributed:
-            from organseg.batch_tasks import run_batch_on_cluster
+            from organseg.cohort.batch_tasks import run_batch_on_cluster
             finished = run_batch_on_cluster(cases, args.output, segmenter, options, spec, started=say_where)
         else:
             finished = run_batch(cases, args.output, segmenter, options, starting=bar.set_description)

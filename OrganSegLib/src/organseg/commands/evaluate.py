@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 
 from organseg.catalogue import Organ, parse_organs
 from organseg.commands.options import add_models_option, model_store
+from organseg.ct.labelmaps import read_label_names
 from organseg.errors import InputError, OutputError
 from organseg.evaluation.cases import MaskGetter, case_sources, match_references
 from organseg.evaluation.compare import POST, PRED, RAW, compare
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM
 from organseg.evaluation.report import FILES, write_report
-from organseg.labelmaps import read_label_names
-from organseg.runtime import DEVICES
+from organseg.method.runtime import DEVICES
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-    from organseg.result import Result
+    from organseg.results.result import Result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,7 +72,7 @@ class ResultMasks:
 def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter]], list[Organ]]:
     """Segment the CT without and with post-processing; masks as getters."""
     from organseg.catalogue import organ as find_organ
-    from organseg.io import read_ct
+    from organseg.ct.read import read_ct
     from organseg.segmenter import Segmenter
 
     store = model_store(args)
@@ -81,7 +81,7 @@ def _segmented(args: argparse.Namespace) -> tuple[dict[str, dict[str, MaskGetter
     image = read_ct(args.ct)
     variants: dict[str, MaskGetter] = {}
     for name, post in ((RAW, False), (POST, True)):
-        result = Segmenter(store, device=args.device, postprocess=post).segment(image, keys, source=str(args.ct))
+        result = Segmenter(models=store, device=args.device, postprocess=post).segment(image, keys, source=str(args.ct))
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         variants[name] = ResultMasks(result)
@@ -114,13 +114,17 @@ def _held_out(args: argparse.Namespace, warn) -> tuple[list[dict], list[Organ]]:
     (one case's masks in memory at a time)."""
     from organseg.evaluation.held_out import evaluated_organs, held_out_cases, references, segment_both_ways
 
+    from organseg.segmenter import Segmenter
+
     store = model_store(args)
     cases = held_out_cases(args.data, args.split)
     organs = evaluated_organs(cases, store, parse_organs(args.organs))
+    segment = {name: Segmenter(models=store, device=args.device, postprocess=post).segment
+               for name, post in ((RAW, False), (POST, True))}
     rows = []
     for number, spec in enumerate(cases, start=1):
         print(f"[{number}/{len(cases)}] segmenting {spec.name} without and with post-processing", file=sys.stderr)
-        variants = segment_both_ways(spec, store, organs, args.device, warn)
+        variants = segment_both_ways(spec, organs, segment, warn)
         rows += compare({spec.name: variants}, {spec.name: references(spec)}, organs, args.tolerance)
     return rows, organs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from organseg.catalogue import organ
 from organseg.commands.options import add_training_options, fit_config, trainer_function
 from organseg.errors import ModelError
-from organseg.model_package import ModelPackage, ModelStore, bundled_models_dir
+from organseg.method.model_package import ModelPackage, ModelStore, bundled_models_dir
 from organseg.training.config import FitConfig
 
 #: A few minutes on a CPU: fewer, gentler steps than training from scratch.

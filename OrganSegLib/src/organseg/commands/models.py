@@ -6,7 +6,7 @@ import json
 
 from organseg.commands.options import add_models_option, model_store
 from organseg.errors import ModelError
-from organseg.model_package import ModelPackage
+from organseg.method.model_package import ModelPackage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Callable
 
 from organseg.catalogue import parse_organs
-from organseg.cluster import Cluster, ClusterSpec, require_dask
-from organseg.dicom_series import find_series
+from organseg.cohort.cluster import Cluster, ClusterSpec, require_dask
+from organseg.ct.dicom_series import find_series
 from organseg.errors import InputError
-from organseg.inference import INTERPOLATE_MM
-from organseg.model_package import ModelStore
-from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH
-from organseg.runtime import DEVICES, resolve_device
-from organseg.segmenter import Segmenter
+from organseg.method.inference import INTERPOLATE_MM
+from organseg.method.model_package import ModelStore
+from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from organseg.method.runtime import DEVICES, resolve_device
+from organseg.segmenter import Segmenter, Settings
 from organseg.training.config import FitConfig
 
 
@@ -91,8 +91,8 @@ def parse_switches(spec: str) -> dict[str, bool]:
 def make_segmenter(args: argparse.Namespace) -> Segmenter:
     """The Segmenter the segmentation options describe."""
     strategy = "full" if args.full_inference else "interpolate" if args.interpolate else "coarse-to-fine"
-    return Segmenter(model_store(args), args.device, args.engine, args.batch_size, not args.no_postprocess,
-                     parse_switches(args.anchor_rules), strategy)
+    return Segmenter(Settings(model_store(args), args.device, args.engine, args.batch_size, not args.no_postprocess,
+                              parse_switches(args.anchor_rules), strategy))
 
 
 def say_added_anchors(added: list[str]) -> None:

@@ -6,7 +6,7 @@ import json
 
 from organseg.catalogue import CATEGORY, ORGANS
 from organseg.commands.options import add_models_option, model_store
-from organseg.postprocess import rule
+from organseg.method.postprocess import rule
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

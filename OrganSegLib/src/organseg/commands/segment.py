@@ -9,12 +9,12 @@ from tqdm import tqdm
 
 from organseg.catalogue import parse_organs
 from organseg.commands.options import FLAGGED_EXIT, add_segmentation_options, make_segmenter, say_added_anchors
+from organseg.ct.checks import format_ml
+from organseg.ct.read import read_ct
 from organseg.export.output_types import dicom_writers, parse_output_types
-from organseg.input_checks import format_ml
-from organseg.io import read_ct
-from organseg.outputs import check_output_dir, write_result
-from organseg.plausibility import flagged, warning_lines
-from organseg.result import Progress
+from organseg.results.folder import check_output_dir, write_result
+from organseg.results.plausibility import flagged, warning_lines
+from organseg.results.result import Progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from organseg.commands.options import (add_cluster_options, add_training_options, cluster_spec, fit_config, say_where,
-                                      trainer_function)
+                                       trainer_function)
 from organseg.errors import InputError
 from organseg.training.config import FitConfig
 
@@ -79,8 +79,8 @@ def _train_organs(args: argparse.Namespace, config: FitConfig) -> int:
 
 def _train_on_cluster(args: argparse.Namespace, config: FitConfig, plans: list, spec) -> list[str]:
     """One Dask task per organ to train (`training.tasks.train_on_worker`); returns the organs not trained."""
-    from organseg.cluster import connect
-    from organseg.cluster_tasks import Task, run_tasks
+    from organseg.cohort.cluster import connect
+    from organseg.cohort.tasks import Task, run_tasks
     from organseg.training.tasks import train_on_worker
 
     tasks = [Task(p.organ.key, train_on_worker, (p.organ.key, args.data.resolve(), args.out.resolve(), config,

@@ -14,8 +14,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.atomic import atomic_file
+from organseg.ct.checks import check_ct
+from organseg.ct.grid import same_grid
 from organseg.errors import InputError
-from organseg.io import check_ct
 
 SPLITS = ("train", "validation", "test")
 
@@ -65,9 +66,7 @@ def check_grid(label: sitk.ImageFileReader | sitk.Image, ct: sitk.Image, what: s
     """Skip unless the label file has the CT's voxel grid (same size, spacing, origin and direction)."""
     if label.GetDimension() != 3 or tuple(label.GetSize()) != tuple(ct.GetSize()):
         raise Skip(f"{what} is not on the CT grid (size {tuple(label.GetSize())}, CT {ct.GetSize()})")
-    if not (np.allclose(label.GetSpacing(), ct.GetSpacing(), rtol=1e-4)
-            and np.allclose(label.GetOrigin(), ct.GetOrigin(), atol=1e-2)
-            and np.allclose(label.GetDirection(), ct.GetDirection(), atol=1e-4)):
+    if not same_grid(label, ct):
         raise Skip(f"{what} is not on the CT grid (spacing, origin or direction differ); resample it onto the CT")
 
 

@@ -14,11 +14,11 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from organseg.datasets.cases import (Cache, Case, Imported, Skip, check_grid, header, read_checked_ct,
-                                    read_voxels, spacing_of)
+from organseg.atomic import atomic_write_image
+from organseg.datasets.cases import (Cache, Case, Imported, Skip, check_grid, header, read_checked_ct, read_voxels,
+                                     spacing_of)
 from organseg.datasets.synonyms import complete_organs, organs_of, vocabulary_name
 from organseg.errors import InputError
-from organseg.io import atomic_write_image
 
 SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 SEGMENTATIONS = "segmentations"

@@ -16,9 +16,9 @@ from typing import Callable
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, Organ
+from organseg.ct.labelmaps import map_label_names, organ_label_ids, read_image, select_labels
+from organseg.ct.read import IMAGE_SUFFIXES, image_stem
 from organseg.errors import InputError
-from organseg.io import IMAGE_SUFFIXES
-from organseg.labelmaps import map_label_names, organ_label_ids, read_image, select_labels
 
 #: organ -> its mask on some grid, or None when the source has no such organ.
 MaskGetter = Callable[[Organ], "sitk.Image | None"]
@@ -28,11 +28,6 @@ FlagGetter = Callable[[Organ], "list[str] | None"]
 
 def _image_file(folder: Path, stem: str) -> Path | None:
     return next((folder / f"{stem}{s}" for s in IMAGE_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    return next((name[:-len(s)] for s in IMAGE_SUFFIXES if name.lower().endswith(s)), name)
 
 
 def is_mask_source(path: Path) -> bool:
@@ -110,8 +105,8 @@ def case_sources(path: Path, label_names: dict[int, str] | None = None,
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if is_mask_source(path):
-        return {single_name or _stem(path): MaskSource(path, label_names)}
-    cases = {_stem(p): MaskSource(p, label_names) for p in sorted(path.iterdir())
+        return {single_name or image_stem(path): MaskSource(path, label_names)}
+    cases = {image_stem(p): MaskSource(p, label_names) for p in sorted(path.iterdir())
              if not p.name.startswith(".") and (p.is_dir() and is_mask_source(p)
                                                 or p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))}
     if not cases:

@@ -7,10 +7,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import Organ
+from organseg.ct.grid import extent, on_grid, overlap
 from organseg.errors import InputError
 from organseg.evaluation.cases import FlagGetter, MaskGetter
 from organseg.evaluation.metrics import NSD_TOLERANCE_MM, organ_metrics
-from organseg.grid import extent, on_grid, overlap
 
 #: Variant names: segmentations without and with post-processing, or a single unnamed prediction.
 RAW, POST, PRED = "raw", "post", "pred"

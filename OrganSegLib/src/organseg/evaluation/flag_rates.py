@@ -5,7 +5,7 @@ and rarely on good ones; `cut_by_fov` says nothing about quality and is listed f
 """
 from __future__ import annotations
 
-from organseg.plausibility import CODES
+from organseg.results.plausibility import CODES
 
 BAD_DICE = 0.5
 ANY = "any flag"

@@ -3,17 +3,17 @@ each case segmented without and with the anchor post-processing, against the ref
 case labels (an organ the case does not label is not scored: its absence there is not a true negative)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
 import SimpleITK as sitk
 
 from organseg.catalogue import Organ
+from organseg.ct.read import read_ct
 from organseg.errors import InputError
 from organseg.evaluation.cases import MaskGetter
-from organseg.evaluation.compare import POST, RAW
-from organseg.io import read_ct
-from organseg.model_package import ModelStore
+from organseg.method.model_package import ModelStore
+from organseg.results.result import Result
 from organseg.training.cases import CaseSpec
 from organseg.training.dataset import organ_mask, read_dataset
 from organseg.training.plan import labels_organ
@@ -45,23 +45,22 @@ def references(spec: CaseSpec) -> MaskGetter:
     return lambda organ: organ_mask(spec, organ) if labels_organ(spec, organ, names) else None
 
 
-def segment_both_ways(spec: CaseSpec, store: ModelStore, organs: list[Organ], device: str,
+def segment_both_ways(spec: CaseSpec, organs: list[Organ], segment: Mapping[str, Callable[..., Result]],
                       warn: Callable[[str], None]) -> dict[str, MaskGetter]:
-    """The case's CT segmented without (raw) and with (post) post-processing."""
-    from organseg.segmenter import Segmenter
-
+    """The case's CT segmented by each of `segment` (RAW: `Segmenter.segment` without post-processing, POST: with);
+    the caller builds the segmenters, once for every case."""
     image = read_ct(spec.image)
     keys = [o.key for o in organs]
     variants: dict[str, MaskGetter] = {}
-    for name, post in ((RAW, False), (POST, True)):
-        result = Segmenter(store, device=device, postprocess=post).segment(image, keys, source=str(spec.image))
+    for name, run in segment.items():
+        result = run(image, keys, source=str(spec.image))
         for warning in result.warnings:
             warn(f"{spec.name}: {warning}")
         variants[name] = _getter(result)
     return variants
 
 
-def _getter(result) -> MaskGetter:
+def _getter(result: Result) -> MaskGetter:
     def get(organ: Organ) -> sitk.Image | None:
         return result.mask_image(organ.key) if organ.key in result.masks else None
     return get

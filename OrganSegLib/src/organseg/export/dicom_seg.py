@@ -18,10 +18,10 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from organseg import __version__
-from organseg.catalogue import CATEGORY, Organ, organ
-from organseg.dicom_series import Series
+from organseg.catalogue import CATEGORY, Organ
+from organseg.ct.dicom_series import Series
 from organseg.errors import InputError
-from organseg.export.source import reference_headers, write_export
+from organseg.export.source import present_masks, reference_headers, write_export
 
 
 def write_dicom_seg(masks: Mapping[str, np.ndarray], series: Series, path: str | Path,
@@ -37,11 +37,7 @@ def build_dicom_seg(masks: Mapping[str, np.ndarray], series: Series) -> tuple[hd
     """The Segmentation dataset and notes for the user."""
     headers, notes = reference_headers(series)
     organs, frames = [], []
-    for o in sorted((organ(k) for k in masks), key=lambda o: o.label):
-        mask = np.asarray(masks[o.key], dtype=bool)
-        if not mask.any():
-            notes.append(f"{o.display_name}: empty mask, left out of the DICOM SEG")
-            continue
+    for o, mask in present_masks(masks, "DICOM SEG", notes):
         organs.append(o)
         frames.append(mask)
     if not organs:

@@ -14,11 +14,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS, organ
-from organseg.dicom_series import Series
+from organseg.ct.dicom_series import Series
+from organseg.ct.labelmaps import map_label_names
+from organseg.ct.read import IMAGE_SUFFIXES
 from organseg.errors import InputError
 from organseg.export.source import array_on_series_grid
-from organseg.io import IMAGE_SUFFIXES
-from organseg.labelmaps import map_label_names
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from organseg.dicom_series import find_series
+from organseg.ct.dicom_series import find_series
 from organseg.errors import InputError, OutputError
 from organseg.export.source import array_on_series_grid, reference_headers
 

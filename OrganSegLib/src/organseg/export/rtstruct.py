@@ -21,10 +21,10 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
 from organseg import __version__
-from organseg.catalogue import Organ, organ
-from organseg.dicom_series import Series
+from organseg.catalogue import Organ
+from organseg.ct.dicom_series import Series
 from organseg.export.contours import slice_polygons, to_patient
-from organseg.export.source import reference_headers, write_export
+from organseg.export.source import present_masks, reference_headers, write_export
 
 #: Retired Detached Study Management SOP Class: what RT Referenced Study Sequence items conventionally name.
 _STUDY_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
@@ -49,10 +49,9 @@ def build_rtstruct(masks: Mapping[str, np.ndarray], series: Series) -> tuple[Fil
     frame = str(headers[0].FrameOfReferenceUID)
     ds.ReferencedFrameOfReferenceSequence = Sequence([_frame_reference(headers)])
     ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = Sequence(), Sequence(), Sequence()
-    for o in sorted((organ(k) for k in masks), key=lambda o: o.label):
-        mask = np.asarray(masks[o.key], dtype=bool)
+    for o, mask in present_masks(masks, "RTSTRUCT", notes):
         contours = _contours(mask, series, headers)
-        if not contours:
+        if not contours:  # a mask too small to outline
             notes.append(f"{o.display_name}: empty mask, left out of the RTSTRUCT")
             continue
         ds.StructureSetROISequence.append(_dataset(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +12,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from organseg.atomic import atomic_file
-from organseg.dicom_series import Series
+from organseg.catalogue import Organ, organ
+from organseg.ct.dicom_series import Series
+from organseg.ct.orientation import array_on_grid
 from organseg.errors import InputError, OutputError
-from organseg.orientation import array_on_grid
 
 
 def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
@@ -46,6 +47,17 @@ def reference_headers(series: Series) -> tuple[list[Dataset], list[str]]:
             for h in headers:
                 setattr(h, attr, uid)
     return headers, notes
+
+
+def present_masks(masks: Mapping[str, np.ndarray], what: str, notes: list[str]) -> Iterator[tuple[Organ, np.ndarray]]:
+    """Each organ's mask as booleans in label order (the order of the exports' segments and ROIs); an empty mask
+    is left out with a note for the user. The loop RTSTRUCT and DICOM SEG share."""
+    for o in sorted((organ(k) for k in masks), key=lambda o: o.label):
+        mask = np.asarray(masks[o.key], dtype=bool)
+        if not mask.any():
+            notes.append(f"{o.display_name}: empty mask, left out of the {what}")
+            continue
+        yield o, mask
 
 
 def array_on_series_grid(image: sitk.Image, series: Series, source: str | os.PathLike) -> np.ndarray:

@@ -13,7 +13,7 @@ import vtk
 from vtk.util import numpy_support
 
 from organseg.catalogue import organ
-from organseg.io import ijk_to_ras
+from organseg.ct.grid import ijk_to_ras
 
 ORGAN_ATTRIBUTE = "organseg.organ"  #: segment tag holding the catalogue key
 

@@ -16,15 +16,15 @@ import vtk
 
 from organseg.atomic import atomic_file
 from organseg.catalogue import organ
+from organseg.ct.grid import same_grid
+from organseg.ct.read import _read_file as read_image_file, read_ct
 from organseg.errors import InputError, OrganSegError
 from organseg.export.output_types import DICOM_FILES
-from organseg.grid import same_grid
-from organseg.io import _read_file as read_image_file, read_ct
-from organseg.plausibility import check_masks
+from organseg.results.plausibility import check_masks
+from organseg.results.stats import organ_stats
 from organseg.review.cases import Case, ct_path, mask_files
 from organseg.review.corrections import record, write_corrected
 from organseg.review.scene import add_ct, add_segmentation, organ_segments, segment_mask
-from organseg.stats import organ_stats
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class CaseSession:
         if not (self.ct_file.is_dir() or self.ct_file.suffix.lower() == ".dcm"):
             raise InputError(f"{self.ct_file}: {EXPORT_FILES[kind]} needs the CT as a DICOM series (the export "
                              "references its images); segment the DICOM folder to export this")
-        from organseg.dicom_series import find_series
+        from organseg.ct.dicom_series import find_series
         from organseg.export.source import array_on_series_grid
         series = find_series(self.ct_file)
         on_series = {}

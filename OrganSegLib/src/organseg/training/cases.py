@@ -12,7 +12,7 @@ import numpy as np
 
 from organseg.catalogue import Organ
 from organseg.errors import InputError
-from organseg.preprocess import LEVELS
+from organseg.method.preprocess import LEVELS
 
 
 @dataclass(frozen=True)

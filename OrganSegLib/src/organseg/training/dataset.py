@@ -22,16 +22,15 @@ from typing import Callable
 
 import SimpleITK as sitk
 
-from organseg.body import body_boxes
 from organseg.catalogue import Organ, organ as find_organ
+from organseg.ct.labelmaps import organ_label_ids, read_image, read_label_names, select_labels
+from organseg.ct.read import read_ct
 from organseg.errors import InputError
-from organseg.io import read_ct
-from organseg.labelmaps import organ_label_ids, read_image, read_label_names, select_labels
-from organseg.model_package import sha256
-from organseg.training.canonical import CanonicalCase
+from organseg.method.body import body_boxes
+from organseg.method.model_package import sha256
+from organseg.training.canonical import CanonicalCase, canonical_arrays
 from organseg.training.cases import CaseSlices, CaseSpec, log_to_stderr
 from organseg.training.pack import check_reusable, spec_json, write_case, write_index
-from organseg.training.slices import canonical_arrays
 
 REQUIRED = ("image", "mask", "source")
 SPLITS = ("train", "validation", "test")

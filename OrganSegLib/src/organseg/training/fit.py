@@ -12,8 +12,8 @@ import torch
 
 from organseg.catalogue import Organ, organ as find_organ
 from organseg.errors import OutputError
-from organseg.model_package import ModelPackage, ModelStore, write_package
-from organseg.network import DEFAULT_CHANNELS, ResUNet2D
+from organseg.method.model_package import ModelPackage, ModelStore, write_package
+from organseg.method.network import DEFAULT_CHANNELS, ResUNet2D
 from organseg.training.augment import Augmentation
 from organseg.training.cases import CaseSlices, decode, log_to_stderr
 from organseg.training.config import CHECKPOINT, FitConfig

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from organseg.errors import InputError, OrganSegError
 from organseg.masks import dice
-from organseg.network import ResUNet2D
+from organseg.method.network import ResUNet2D
 from organseg.training.config import FitConfig
 
 Augment = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]

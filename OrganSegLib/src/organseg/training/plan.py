@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from organseg.catalogue import Organ
+from organseg.ct.labelmaps import organ_label_ids, read_label_names
 from organseg.errors import InputError
-from organseg.labelmaps import organ_label_ids, read_label_names
-from organseg.model_package import ModelStore
+from organseg.method.model_package import ModelStore
 from organseg.training.cases import CaseSpec
 from organseg.training.config import CHECKPOINT
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Callable
 
 from organseg.catalogue import organ as find_organ
-from organseg.model_package import ModelPackage, sha256
+from organseg.method.model_package import ModelPackage, sha256
 from organseg.training.cases import CaseSlices, collect_cases, log_to_stderr
 from organseg.training.config import FitConfig
 from organseg.training.dataset import load_case, read_dataset

@@ -20,7 +20,7 @@ def train_on_worker(organ_key: str, data_csv: Path, out_dir: Path, config: FitCo
     """
     import torch
 
-    from organseg.runtime import resolve_device
+    from organseg.method.runtime import resolve_device
     from organseg.training.run import train_organ
 
     if threads:

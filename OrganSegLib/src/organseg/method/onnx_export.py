@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from organseg.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH
 
 OPSET = 17
 
@@ -14,7 +14,7 @@ def export_onnx(state_dict: dict[str, np.ndarray], channels: tuple[int, ...], pa
     """Write the network as ONNX with a dynamic batch axis; input 'slices', output 'logits'."""
     import torch
 
-    from organseg.network import ResUNet2D
+    from organseg.method.network import ResUNet2D
 
     net = ResUNet2D(channels)
     net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()})

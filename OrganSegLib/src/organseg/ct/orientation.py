@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from organseg.ct.grid import DIRECTION_ATOL, ORIGIN_VOXELS, SPACING_RTOL
 from organseg.errors import InputError
-from organseg.grid import DIRECTION_ATOL, ORIGIN_VOXELS, SPACING_RTOL
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ class Reorientation:
             perm.append(2 - axis)  # its array axis
             flips.append(bool(direction[world, axis] < 0))
         return cls(tuple(perm), tuple(flips))  # type: ignore[arg-type]
+
+    def spacing(self, image: sitk.Image) -> tuple[float, float, float]:
+        """The image's voxel spacing along the canonical axes (S, P, L), in mm."""
+        return tuple(float(image.GetSpacing()[2 - axis]) for axis in self.permutation)  # type: ignore[return-value]
 
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         """Source (z, y, x) array -> canonical (S, P, L) view (no copy where possible)."""

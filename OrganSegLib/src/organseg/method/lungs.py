@@ -5,7 +5,7 @@ on any field of view, in well under a second per 100 slices; a network trained o
 imitate it (see the lungs model card). Steps, on a canonical (S, P, L) HU volume (axis 0 inferior -> superior,
 axis 2 toward the patient's left):
 
-1. air: voxels below `air_hu` inside the body contour (`organseg.body`), so outside air and the table are out;
+1. air: voxels below `air_hu` inside the body contour (`organseg.method.body`), so outside air and the table are out;
    where the field of view cuts the chest wall, in-plane air regions touching the image edge that are not pure
    air (see step 3) are lung the contour could not enclose, and are kept.
 2. airways: followed slice by slice from the top down. An in-plane air region is airway when it is small
@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from organseg.body import body_mask
 from organseg.masks import bounding_box
+from organseg.method.body import body_mask
 
 RIGHT, LEFT = 1, 2  #: label values of `label_lungs`
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],

@@ -78,16 +78,22 @@ class Series:
         return np.array(self.headers[k].ImagePositionPatient, dtype=float)
 
 
+def dicom_header(path: Path) -> Dataset | None:
+    """The file's DICOM header (pixels not read), None when it is not a readable DICOM file: the one test of
+    "is this a DICOM file" (series scans, a batch's folders, a cluster task's memory estimate)."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
     """Series Instance UID -> (file, header) of every image slice under the folder (or in the one file, e.g. an
     enhanced multi-frame CT); other files are skipped."""
     series: dict[str, list[tuple[Path, Dataset]]] = {}
     for path in [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file()):
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
-            continue
-        if "LOCALIZER" in header.get("ImageType", []):
+        header = dicom_header(path)
+        if header is None or "LOCALIZER" in header.get("ImageType", []):
             continue
         if all(tag in header for tag in _IMAGE_TAGS):
             series.setdefault(str(header.get("SeriesInstanceUID", "")), []).append((path, header))
@@ -240,7 +246,7 @@ def read_series(folder: str | Path, series_uid: str | None = None, resample_irre
 
 def _read_multiframe(series: Series) -> sitk.Image:
     """An enhanced multi-frame CT: ITK reads the pixels (rescaled to HU); the frames' own positions place them."""
-    from organseg.orientation import array_on_grid
+    from organseg.ct.orientation import array_on_grid
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(series.files[0]))

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from organseg.cluster import MEMORY, Cluster
+from organseg.cohort.cluster import MEMORY, Cluster
 
 #: Seconds between looks at the cluster for newly joined workers while tasks run.
 POLL_S = 2.0

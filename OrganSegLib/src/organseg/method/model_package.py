@@ -5,7 +5,7 @@ arrays, no pickle) and `model.onnx`. `model.json` records the sha256 of each fil
 schema, the organ name and every checksum, and refuses the package with a clear message otherwise.
 
 A package of kind `LABELLER` holds a classical labeller instead of a network: `architecture.name` names the
-labeller (see `organseg.runtime.LABELLERS`) and `parameters.json` its parameters, checksummed the same way,
+labeller (see `organseg.method.runtime.LABELLERS`) and `parameters.json` its parameters, checksummed the same way,
 so it is listed, verified and run through the same paths as a network.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from organseg import __version__
 from organseg.atomic import atomic_dir
 from organseg.catalogue import Organ, organ
 from organseg.errors import ModelError
-from organseg.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
+from organseg.method.preprocess import HU_WINDOW, INPUT_HEIGHT, INPUT_WIDTH, LEVELS
 
 SCHEMA = "organseg-model/1"
 WEIGHTS_FILE = "weights.npz"
@@ -183,7 +183,7 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
         np.savez(tmp / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in state_dict.items()})
         files = {WEIGHTS_FILE: {"sha256": sha256(tmp / WEIGHTS_FILE)}}
         if export_onnx:
-            from organseg.onnx_export import export_onnx as _export
+            from organseg.method.onnx_export import export_onnx as _export
             _export(state_dict, channels, tmp / ONNX_FILE)
             files[ONNX_FILE] = {"sha256": sha256(tmp / ONNX_FILE)}
         meta = {
@@ -238,7 +238,7 @@ def _scan(models_dir: Path) -> list[tuple[str, int, Path]]:
 
 def bundled_models_dir() -> Path:
     """Models shipped inside the organseg package."""
-    return Path(__file__).parent / "bundled" / "models"
+    return Path(__file__).parents[1] / "bundled" / "models"
 
 
 def default_models_dirs() -> list[Path]:

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from organseg import __version__
-from organseg.atomic import remove_stale, signals_deferred, temp_dir, temp_kind
+from organseg.atomic import atomic_write_image, remove_stale, signals_deferred, temp_dir, temp_kind
 from organseg.catalogue import CATEGORY, organ
 from organseg.errors import OutputError
 from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD, write_seg_nrrd
-from organseg.io import atomic_write_image, output_path
-from organseg.result import Result
-from organseg.stats import FIELDS
+from organseg.results.result import Result
+from organseg.results.stats import FIELDS
 
 RESULT_MARKERS = ("stats.json", "segmentation.nii.gz", "segmentation.nrrd", "masks")
 
@@ -184,3 +183,10 @@ def finish_interrupted(outdir: Path) -> None:
         if temp_kind(path) == "done":
             _merge(path, outdir)
     remove_stale(outdir)
+
+
+def output_path(folder: Path, stem: str, fmt: str) -> Path:
+    """`folder/stem.nii.gz` or `folder/stem.nrrd`."""
+    if fmt not in ("nifti", "nrrd"):
+        raise OutputError(f"unknown image format '{fmt}'; use nifti or nrrd")
+    return folder / f"{stem}.{'nii.gz' if fmt == 'nifti' else 'nrrd'}"

@@ -33,8 +33,8 @@ from typing import Callable
 import numpy as np
 
 from organseg.masks import dice
-from organseg.preprocess import Prepared
-from organseg.runtime import Runtime
+from organseg.method.preprocess import Prepared
+from organseg.method.runtime import Runtime
 
 STRATEGIES = ("coarse-to-fine", "interpolate", "full")
 #: Distance around each finding searched by the fine pass, in mm (whole slices, at least one).

@@ -16,11 +16,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from organseg import postprocess as pp
-from organseg.body import BODY_THRESHOLD_HU, body_mask
 from organseg.catalogue import HU_FATTY, HU_SOFT, Organ, organ
+from organseg.ct.orientation import Reorientation
 from organseg.masks import axial_extent, bounding_box
-from organseg.orientation import Reorientation
+from organseg.method import postprocess as pp
+from organseg.method.body import BODY_THRESHOLD_HU, body_mask
 
 #: Every code a check can give, in report order. Codes are stable: scripts and tables select on them.
 CODES = ("not_found", "cut_by_fov", "volume_low", "volume_high", "outside_body", "position", "fragmented",
@@ -68,8 +68,7 @@ class Scan:
     def __init__(self, reference: sitk.Image, ct: np.ndarray, body: np.ndarray | None = None) -> None:
         self.orient = Reorientation.of(reference)
         self.ct = self.orient.to_canonical(ct)
-        spacing_zyx = reference.GetSpacing()[::-1]
-        self.spacing = tuple(float(spacing_zyx[p]) for p in self.orient.permutation)  #: (S, P, L) mm
+        self.spacing = self.orient.spacing(reference)  #: (S, P, L) mm
         self._body = np.zeros(self.ct.shape, dtype=bool) if body is None else body  #: canonical body contour
         self._done = np.full(self.ct.shape[0], body is not None)
 

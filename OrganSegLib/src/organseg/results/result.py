@@ -11,7 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import Organ, organ
-from organseg.io import array_to_image
+from organseg.ct.grid import array_to_image
 from organseg.masks import bounding_box
 
 

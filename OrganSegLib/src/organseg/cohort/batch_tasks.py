@@ -1,59 +1,38 @@
 """A batch on a Dask cluster: one task per CT, each running the in-process batch's own step (`batch.run_case`).
 
-A task carries `SegmenterSettings` (small, picklable, hashable), not a Segmenter: each worker process builds
-the batch's segmenter once from them and keeps it for every CT it is given. The worker writes the case's
-result folder itself (atomically, as `organseg segment` does); the client collects the rows and alone writes
-`batch_summary.csv`, after each finished case, in the order the CTs were given. Each task declares the
+A task carries the segmenter's `Settings` (small, picklable, hashable) and its class, not the Segmenter:
+each worker process builds the batch's segmenter once from them and keeps it for every CT it is given. The
+worker writes the case's result folder itself (atomically, as `organseg segment` does); the client collects
+the rows and alone writes `batch_summary.csv`, after each finished case, in the order the CTs were given. Each task declares the
 memory its CT needs (the segmenter's own estimate, from the image header) as the Dask resource MEMORY.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import SimpleITK as sitk
 
-from organseg.batch import FAILED, BatchOptions, CaseRow, run_case, write_summary
-from organseg.cluster import Cluster, ClusterSpec, connect
-from organseg.cluster_tasks import Task, run_tasks
-from organseg.io import memory_needed
-from organseg.model_package import ModelStore
-from organseg.outputs import holds_results
-from organseg.segmenter import Segmenter
-
-
-@dataclass(frozen=True)
-class SegmenterSettings:
-    """What a worker needs to build the same Segmenter as the client."""
-
-    models: tuple[str, ...]
-    device: str
-    engine: str
-    batch_size: int
-    postprocess: bool
-    anchor_rules: tuple[tuple[str, bool], ...] | None
-    strategy: str
-
-    @classmethod
-    def of(cls, s: Segmenter) -> "SegmenterSettings":
-        rules = tuple(sorted(s.anchor_rules.items())) if s.anchor_rules is not None else None
-        return cls(tuple(map(str, s.store.dirs)), s.device, s.engine, s.batch_size, s.postprocess, rules, s.strategy)
+from organseg.cohort.batch import FAILED, BatchOptions, CaseRow, CaseSegmenter, run_case, write_summary
+from organseg.cohort.cluster import Cluster, ClusterSpec, connect
+from organseg.cohort.tasks import Task, run_tasks
+from organseg.ct.dicom_series import dicom_header
+from organseg.method.memory import memory_needed
+from organseg.method.settings import Settings
+from organseg.results.folder import holds_results
 
 
 @lru_cache(maxsize=2)
-def worker_segmenter(settings: SegmenterSettings) -> Segmenter:
+def worker_segmenter(kind: type[CaseSegmenter], settings: Settings) -> CaseSegmenter:
     """The batch's segmenter in this worker process, built for its first CT and kept for the others."""
-    rules = dict(settings.anchor_rules) if settings.anchor_rules is not None else None
-    return Segmenter(ModelStore([Path(d) for d in settings.models]), settings.device, settings.engine,
-                     settings.batch_size, settings.postprocess, rules, settings.strategy)
+    return kind(settings)
 
 
-def segment_on_worker(settings: SegmenterSettings, ct: Path, outdir: Path, options: BatchOptions,
-                      case: str) -> CaseRow:
+def segment_on_worker(kind: type[CaseSegmenter], settings: Settings, ct: Path, outdir: Path,
+                      options: BatchOptions, case: str) -> CaseRow:
     """The task: one CT into its result folder, its summary row back to the client."""
-    return run_case(ct, outdir, worker_segmenter(settings), options, case)
+    return run_case(ct, outdir, worker_segmenter(kind, settings), options, case)
 
 
 def header_memory(ct: Path) -> float:
@@ -64,7 +43,7 @@ def header_memory(ct: Path) -> float:
     try:
         if ct.is_dir():
             files = [p for p in ct.rglob("*") if p.is_file()]
-            header = next(h for h in map(_dicom_header, files) if h is not None)
+            header = next(h for h in map(dicom_header, files) if h is not None and "Rows" in h and "Columns" in h)
             return float(memory_needed((int(header.Columns), int(header.Rows), len(files)),
                                        int(header.BitsAllocated) // 8))
         reader = sitk.ImageFileReader()
@@ -76,17 +55,7 @@ def header_memory(ct: Path) -> float:
         return 0.0
 
 
-def _dicom_header(path: Path):
-    import pydicom
-
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # noqa: BLE001 - an unreadable file is simply not a slice
-        return None
-    return header if "Rows" in header and "Columns" in header else None
-
-
-def run_batch_on_cluster(cases: dict[Path, str], outdir: Path, segmenter: Segmenter, options: BatchOptions,
+def run_batch_on_cluster(cases: dict[Path, str], outdir: Path, segmenter: CaseSegmenter, options: BatchOptions,
                          spec: ClusterSpec, started: Callable[[Cluster], None] | None = None) -> Iterator[CaseRow]:
     """`batch.run_batch` on a Dask cluster: yields each CT's row as it finishes, rewriting the summary after each.
 
@@ -107,13 +76,13 @@ def run_batch_on_cluster(cases: dict[Path, str], outdir: Path, segmenter: Segmen
         if not options.overwrite and holds_results(outdir / case):
             yield finished(run_case(ct, outdir / case, segmenter, options, case))
         else:
-            todo.append(Task(case, segment_on_worker, (SegmenterSettings.of(segmenter), ct, outdir / case, options,
-                                                       case), header_memory(ct)))
+            args = (type(segmenter), segmenter.settings, ct, outdir / case, options, case)
+            todo.append(Task(case, segment_on_worker, args, header_memory(ct)))
     if not todo:
         return
     with connect(spec) as cluster:
         if started is not None:
             started(cluster)
         for task, row, lost in run_tasks(cluster, todo):
-            ct = task.args[1]
+            ct = task.args[2]
             yield finished(row if lost is None else CaseRow(task.name, str(ct), FAILED, message=f"{ct}: {lost}"))

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from organseg.body import body_boxes
+from organseg.method.body import body_boxes
 
 INPUT_HEIGHT = 224  #: rows, anterior-posterior
 INPUT_WIDTH = 304  #: columns, left-right

@@ -7,7 +7,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from organseg.errors import InputError, ModelError
-from organseg.model_package import LABELLER, ModelPackage
+from organseg.method.model_package import LABELLER, ModelPackage
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -63,7 +63,7 @@ class TorchRuntime:
     def __init__(self, package: ModelPackage, device: str) -> None:
         import torch
 
-        from organseg.network import ResUNet2D
+        from organseg.method.network import ResUNet2D
 
         self.torch = torch
         self.device = torch.device(device)
@@ -100,7 +100,7 @@ class LabellerRuntime:
 
 
 def _lung_labeller(parameters: dict, source) -> Labeller:
-    from organseg.lungs import LungParameters, label_lungs
+    from organseg.method.lungs import LungParameters, label_lungs
     try:
         params = LungParameters.from_dict(parameters)
     except (TypeError, ValueError) as err:

@@ -1,4 +1,5 @@
-"""Voxel grids: whether two images share one, and putting an image onto another's grid.
+"""Voxel grids: whether two images share one, putting an array or image onto a grid, and the LPS/RAS
+conversion Slicer needs (`ijk_to_ras`).
 
 One tolerance for every comparison of grids in the library (`same_grid` here for label maps against a CT,
 `orientation.array_on_grid` for masks against a DICOM series): equal sizes, spacing within SPACING_RTOL
@@ -13,6 +14,9 @@ import SimpleITK as sitk
 SPACING_RTOL = 1e-4
 ORIGIN_VOXELS = 1e-3
 DIRECTION_ATOL = 1e-4
+
+#: Diagonal that turns LPS coordinates into RAS (its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 def same_grid(image: sitk.Image, reference: sitk.Image) -> bool:
@@ -45,3 +49,21 @@ def overlap(image: sitk.Image, reference: sitk.Image) -> bool:
     """Whether the two images cover any common space (e.g. a reference and a prediction of the same CT)."""
     (lo_a, hi_a), (lo_b, hi_b) = extent(image), extent(reference)
     return bool(np.all(lo_a < hi_b) and np.all(lo_b < hi_a))
+
+
+def ijk_to_ras(image: sitk.Image) -> np.ndarray:
+    """4x4 matrix from voxel index (i, j, k) to RAS millimetres, as Slicer's volume nodes take it."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = LPS_TO_RAS @ np.array(image.GetOrigin(), dtype=float)
+    return matrix
+
+
+def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """A (z, y, x) array as an image on exactly the reference's grid (origin, spacing, direction)."""
+    if array.shape != reference.GetSize()[::-1]:
+        raise ValueError(f"array shape {array.shape} does not match image size {reference.GetSize()[::-1]}")
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image

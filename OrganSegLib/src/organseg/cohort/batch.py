@@ -16,14 +16,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+import SimpleITK as sitk
 
 from organseg.atomic import atomic_file
 from organseg.catalogue import ORGANS
+from organseg.ct.dicom_series import dicom_header
+from organseg.ct.read import IMAGE_SUFFIXES, image_stem, read_ct
 from organseg.errors import InputError, OrganSegError, OutputError
 from organseg.export.output_types import dicom_writers
-from organseg.io import IMAGE_SUFFIXES, read_ct
-from organseg.outputs import holds_results, write_result
-from organseg.segmenter import Segmenter
+from organseg.method.settings import Settings
+from organseg.results.folder import holds_results, write_result
+from organseg.results.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +36,16 @@ SUMMARY = "batch_summary.csv"
 SEGMENTED, DONE_BEFORE, FAILED = "segmented", "done before", "failed"
 
 
-def is_dicom_file(path: Path) -> bool:
-    """Whether a file is DICOM Part 10: 'DICM' after the 128-byte preamble."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
+class CaseSegmenter(Protocol):
+    """What a batch needs of `organseg.segmenter.Segmenter`; the front door passes one in, so the cohort step
+    never imports the segmenter above it. Built from its settings alone (`Segmenter(settings)`): a cluster
+    worker makes its own."""
+
+    settings: Settings
+
+    def __init__(self, settings: Settings) -> None: ...
+
+    def segment(self, image: sitk.Image, organs: tuple[str, ...] | str, *, source: str) -> Result: ...
 
 
 def _is_image(path: Path) -> bool:
@@ -45,7 +53,7 @@ def _is_image(path: Path) -> bool:
 
 
 def _holds_dicom(folder: Path) -> bool:
-    return any(is_dicom_file(p) for p in folder.iterdir() if p.is_file())
+    return any(dicom_header(p) is not None for p in folder.iterdir() if p.is_file())
 
 
 def find_cts(inputs: list[Path]) -> list[Path]:
@@ -86,20 +94,12 @@ def read_list(path: Path) -> list[Path]:
     return [path.parent / line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES + (".dcm",):
-        if name.lower().endswith(suffix):
-            return name[:-len(suffix)]
-    return name
-
-
 def case_names(cts: list[Path]) -> dict[Path, str]:
     """A unique result folder name per CT: its file or folder name, with as many parent folder names as needed.
 
     data/s0001/ct.nii.gz and data/s0002/ct.nii.gz become s0001_ct and s0002_ct; a.nii.gz stays a.
     """
-    parts = {p: [*p.parent.parts[1:], _stem(p)] for p in cts}
+    parts = {p: [*p.parent.parts[1:], image_stem(p)] for p in cts}
     names: dict[Path, str] = {}
     depth = 1
     while len(names) < len(cts):
@@ -133,7 +133,7 @@ class CaseRow:
     @classmethod
     def of_stats(cls, case: str, source: str, status: str, stats: list[dict], seconds: float = 0.0,
                  message: str = "") -> "CaseRow":
-        """A row from a result's statistics rows (organseg.stats plus flags)."""
+        """A row from a result's statistics rows (organseg.results.stats plus flags)."""
         return cls(case, source, status, seconds, message, {row["organ"]: float(row["volume_ml"]) for row in stats},
                    {row["organ"]: [f["code"] for f in row["flags"]] for row in stats if row.get("flags")})
 
@@ -176,7 +176,7 @@ class BatchOptions:
     plan_warnings: tuple[str, ...] = ()  #: said once for the batch (`Segmenter.plan`), left out of each row
 
 
-def segment_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOptions,
+def segment_case(ct: Path, outdir: Path, segmenter: CaseSegmenter, options: BatchOptions,
                  case: str | None = None) -> CaseRow:
     """Segment one CT into its result folder; a folder that holds results already counts as done before.
 
@@ -205,7 +205,8 @@ def segment_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOpt
     return CaseRow.of_stats(case, str(ct), SEGMENTED, result.stats, time.perf_counter() - t0, "; ".join(notes))
 
 
-def run_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOptions, case: str | None = None) -> CaseRow:
+def run_case(ct: Path, outdir: Path, segmenter: CaseSegmenter, options: BatchOptions,
+             case: str | None = None) -> CaseRow:
     """`segment_case` for a batch loop: an error becomes a failed row, not the end of the batch.
 
     A bug (an unexpected exception) is logged with its traceback and reported in the row as well.
@@ -223,7 +224,7 @@ def run_case(ct: Path, outdir: Path, segmenter: Segmenter, options: BatchOptions
         return CaseRow(case, str(ct), FAILED, time.perf_counter() - t0, f"{ct}: unexpected {type(err).__name__}: {err}")
 
 
-def run_batch(cases: dict[Path, str], outdir: Path, segmenter: Segmenter, options: BatchOptions,
+def run_batch(cases: dict[Path, str], outdir: Path, segmenter: CaseSegmenter, options: BatchOptions,
               starting: Callable[[str], None] | None = None) -> Iterator[CaseRow]:
     """Segment each CT (ct -> case name, see `case_names`) into OUTDIR/<case>/, rewriting the summary after
     each; yields each CT's row when it is done. `starting(case)` is called before each CT."""

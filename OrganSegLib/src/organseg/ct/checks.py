@@ -1,16 +1,41 @@
-"""What in a readable CT would make its results silently wrong: voxels that are not numbers, and a voxel
-spacing no human CT has (volumes scale with it). Both are warned about, never ignored.
+"""Whether a read image can be segmented at all (`check_ct`: a scalar 3D volume in HU, else refused), and what
+in a readable CT would make its results silently wrong: voxels that are not numbers, and a voxel spacing no
+human CT has (volumes scale with it). Both are warned about, never ignored.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import SimpleITK as sitk
+
+from organseg.errors import InputError
 
 #: Voxel value given to NaN/inf voxels: air, so they add no tissue.
 NONFINITE_HU = -1024
 #: Plausible spacing of a human CT in mm: in-plane (pixels) and between slices.
 IN_PLANE_MM = (0.2, 6.0)
 SLICE_MM = (0.2, 12.0)
+
+
+def check_ct(image: sitk.Image, source: str | os.PathLike) -> None:
+    """Raise InputError unless the image is a scalar 3D volume whose intensities look like CT in HU."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{source}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                         "a CT has one (is this a colour or vector image?)")
+    dim = image.GetDimension()
+    if dim != 3:
+        raise InputError(f"{source}: is a {dim}D image of size {image.GetSize()}; a 3D CT volume is needed")
+    if min(image.GetSize()) < 2:
+        raise InputError(f"{source}: has size {image.GetSize()}, a single slice; a 3D CT volume is needed")
+    arr = sitk.GetArrayViewFromImage(image)
+    sample = arr[:: max(1, arr.shape[0] // 16)]
+    lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
+    air = float(np.mean(sample < -500))
+    if lo >= -200 or air < 0.001:
+        raise InputError(
+            f"{source}: intensities range from {lo:g} to {hi:g} with {air:.1%} of voxels below -500; "
+            "a CT in Hounsfield units has air near -1000 (is this an MR, or a CT without rescale slope/intercept?)")
 
 
 def finite_hu(ct: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
