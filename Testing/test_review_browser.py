@@ -23,8 +23,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-pytest.importorskip("trame_slicer", reason="needs the [web] extra: pip install -e \"OrganSegLib[web]\"")
-playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright (the [web-test] extra)")
+pytest.importorskip("trame_slicer", reason="trame-slicer not installed (pip install -e \"OrganSegLib[web]\")")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed (the [test] extra)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "OrganSegLib" / "tests"))
 import dciodvfy  # noqa: E402
@@ -151,8 +151,6 @@ def test_review_in_browser(served):
         page.screenshot(path=ARTEFACTS / "dicom_case.png")
         browser.close()
 
-    if dciodvfy.AVAILABLE:
-        report, errors = dciodvfy.validate(dicom / "rtstruct_reviewed.dcm")
-        assert not errors, report
-    else:
-        pytest.fail("dciodvfy (dicom3tools) is not installed; .ci/run installs it")
+    dciodvfy.require()
+    report, errors = dciodvfy.validate(dicom / "rtstruct_reviewed.dcm")
+    assert not errors, report

@@ -74,7 +74,7 @@ def test_case_outside_path_is_refused(cohort: Path, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def slicer_app():
-    pytest.importorskip("trame_slicer", reason="needs the [web] extra")
+    pytest.importorskip("trame_slicer", reason="trame-slicer not installed (the [web] extra)")
     from trame_slicer.core import SlicerApp
     return SlicerApp()
 
@@ -140,7 +140,7 @@ def test_corrections_csv_is_a_fine_tune_dataset(cohort: Path):
 
 
 def test_port_in_use_and_only_the_page_is_served(review_cohort: Path):
-    pytest.importorskip("trame_slicer", reason="needs the [web] extra")
+    pytest.importorskip("trame_slicer", reason="trame-slicer not installed (the [web] extra)")
     server = subprocess.Popen([sys.executable, "-m", "organseg.cli", "review", str(review_cohort), "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -182,3 +182,42 @@ def test_library_imports_without_trame():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
 
+
+
+def test_page_logic_keeps_unsaved_edits(cohort: Path):
+    """The app without a browser: an edit, then another case asked for: it stays (nothing lost) until asked twice;
+    opacity and Save reach the scene and the disk."""
+    pytest.importorskip("trame_slicer", reason="trame-slicer not installed (the [web] extra)")
+    import slicer
+    import vtk
+    from trame.app import get_server
+
+    from organseg.review.app import ReviewApp
+    from organseg.review.scene import organ_segments
+
+    app = ReviewApp(cohort, find_cases(cohort), get_server("review-test", client_type="vue3"))
+    app._run(app._open, 0)
+    assert app.state.message.startswith("example_ct: 3 organs") and app.state.message_kind == "success"
+    session = app.session
+    liver_id = organ_segments(session.segmentation)["liver"]
+    app.set_opacity("liver", 0.3)
+    assert session.segmentation.GetDisplayNode().GetSegmentOpacity2DFill(liver_id) == pytest.approx(0.3)
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetExtent(0, 4, 0, 4, 0, 4)
+    labelmap.AllocateScalars(3, 1)  # VTK_UNSIGNED_CHAR
+    labelmap.GetPointData().GetScalars().Fill(1)
+    matrix = vtk.vtkMatrix4x4()
+    session.volume.GetIJKToRASMatrix(matrix)
+    labelmap.SetImageToWorldMatrix(matrix)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    assert logic.SetBinaryLabelmapToSegment(labelmap, session.segmentation, liver_id, logic.MODE_MERGE_MAX)
+    assert session.edited() == ["liver"]
+    app.step(1)
+    assert app.session is session and app.state.case_index == 0
+    assert app.state.message == ("example_ct: unsaved edits to liver; Save them, or choose the case again to "
+                                 "discard them")
+    app.save()
+    assert app.state.message.startswith("saved masks/liver_corrected.nii.gz")
+    assert (cohort / "example_ct" / "masks" / "liver_corrected.nii.gz").is_file()
+    app.step(1)
+    assert app.session.case.name == "example_ct_dicom" and app.state.message.startswith("example_ct_dicom:")

@@ -58,6 +58,7 @@ class ReviewApp(TrameApp):
         self.server.enable_module(trame_slicer_module)
         self.root, self.cases = root, cases
         self.session: CaseSession | None = None
+        self._leaving_to: int | None = None  #: the case asked for while the open one has unsaved edits
         self.slicer = SlicerApp()
         register_rca_factories(self.slicer.view_manager, self.server)
         self.editor = SegmentEditorLogic(self.server, self.slicer)
@@ -70,7 +71,6 @@ class ReviewApp(TrameApp):
             "case_index": 0, "rows": [], "skipped": [], "message": "", "message_kind": "info",
         })
         self._build_ui()
-        self.state.change("case_index")(self._on_case_index)
         self.server.controller.on_server_ready.add(lambda **_: self._run(self._open, self.state.case_index))
 
     # --- actions -----------------------------------------------------------------------------------------
@@ -86,9 +86,22 @@ class ReviewApp(TrameApp):
             log.exception("review action failed")
             self.state.update({"message": f"unexpected error: {type(err).__name__}: {err}", "message_kind": "error"})
 
-    def _on_case_index(self, case_index: int, **_) -> None:
-        if self.session is None or self.session.case is not self.cases[case_index]:
-            self._run(self._open, case_index)
+    def choose(self, case_index: int) -> None:
+        """Open the chosen case; with unsaved edits, stay and say so first (choosing it again discards them)."""
+        case_index = int(case_index)
+        if self.session is not None and self.session.case is self.cases[case_index]:
+            return
+        if self.session is not None and self._leaving_to != case_index:
+            edited = self.session.edited()
+            if edited:
+                self._leaving_to = case_index
+                self.state.update({"message": f"{self.session.case.name}: unsaved edits to {', '.join(edited)}; "
+                                              "Save them, or choose the case again to discard them",
+                                   "message_kind": "warning"})
+                return
+        self._leaving_to = None
+        self.state.case_index = case_index
+        self._run(self._open, case_index)
 
     def _open(self, index: int) -> str:
         case = self.cases[index]
@@ -133,7 +146,7 @@ class ReviewApp(TrameApp):
         self._run(lambda: self._require_session().set_opacity(organ_key, float(opacity)))
 
     def step(self, delta: int) -> None:
-        self.state.case_index = (self.state.case_index + delta) % len(self.cases)
+        self.choose((self.state.case_index + delta) % len(self.cases))
 
     # --- page --------------------------------------------------------------------------------------------
 
@@ -177,8 +190,9 @@ class ReviewApp(TrameApp):
     def _case_bar(self) -> None:
         VBtn(icon="mdi-chevron-left", click=lambda: self.step(-1), title="Previous case", id="previous-case",
              disabled=("cases.length < 2",))
-        VSelect(v_model=("case_index",), items=("cases",), density="compact", hide_details=True,
-                style="max-width: 420px;", id="case-select", label="Case (flagged first)")
+        VSelect(model_value=("case_index",), update_modelValue=(self.choose, "[$event]"), items=("cases",),
+                density="compact", hide_details=True, style="max-width: 420px;", id="case-select",
+                label="Case (flagged first)")
         VBtn(icon="mdi-chevron-right", click=lambda: self.step(1), title="Next case", id="next-case",
              disabled=("cases.length < 2",))
 

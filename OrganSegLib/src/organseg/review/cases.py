@@ -72,7 +72,8 @@ def _cohort(root: Path) -> list[Case]:
             cases.append(Case(name or "?", root, problem=f"{summary}: case folder '{name}' lies outside {root}; "
                                                         "refused"))
         elif row.get("status") == "failed":
-            cases.append(Case(name, folder, row.get("source", ""), problem=f"failed in the batch: {row.get('message')}"))
+            cases.append(Case(name, folder, row.get("source", ""),
+                              problem=f"failed in the batch: {row.get('message')}"))
         else:
             cases.append(_result(folder, name))
     return cases

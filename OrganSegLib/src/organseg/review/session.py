@@ -103,6 +103,10 @@ class CaseSession:
                          "opacity": display.GetSegmentOpacity2DFill(organ_segments(self.segmentation)[key])})
         return rows
 
+    def edited(self) -> list[str]:
+        """The organs whose voxels differ from what was opened or last saved."""
+        return [k for k, m in self.current_masks().items() if not np.array_equal(m, self.opened[k])]
+
     def save(self) -> str:
         """Write each edited organ's corrected mask and its corrections.csv row."""
         edited = {k: m for k, m in self.current_masks().items() if not np.array_equal(m, self.opened[k])}
