@@ -154,6 +154,12 @@ def test_port_in_use_and_only_the_page_is_served(review_cohort: Path):
         exposed = review(str(review_cohort), "--port", port, "--host", "0.0.0.0")
         assert exposed.returncode == 2 and exposed.stderr.startswith("warning: --host 0.0.0.0 exposes the review")
         assert "<html" in urllib.request.urlopen(url).read().decode().lower()
+        with pytest.raises(urllib.error.HTTPError) as cross_site:  # another site's page, e.g. its WebSocket
+            urllib.request.urlopen(urllib.request.Request(url + "ws", headers={"Origin": "http://example.com"}))
+        assert cross_site.value.code == 403
+        with pytest.raises(urllib.error.HTTPError) as same_site:  # the page's own origin passes the check (and
+            urllib.request.urlopen(urllib.request.Request(url + "ws", headers={"Origin": url.rstrip("/")}))
+        assert same_site.value.code != 403  # then fails: a plain GET is no WebSocket upgrade)
         for path in ("batch_summary.csv", "example_ct/stats.json", "..%2f..%2fetc%2fpasswd", "../../etc/passwd"):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(url + path)

@@ -11,8 +11,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import SimpleITK as sitk
+from aiohttp import web
 from trame.app import TrameApp
 from trame.widgets import html
 from trame.widgets.vuetify3 import (
@@ -71,6 +70,8 @@ class ReviewApp(TrameApp):
             "case_index": 0, "rows": [], "skipped": [], "message": "", "message_kind": "info",
         })
         self._build_ui()
+        self.server.controller.on_server_bind.add(lambda wslink_server: wslink_server.app.middlewares.append(
+            _same_origin_only))
         self.server.controller.on_server_ready.add(lambda **_: self._run(self._open, self.state.case_index))
 
     # --- actions -----------------------------------------------------------------------------------------
@@ -124,8 +125,7 @@ class ReviewApp(TrameApp):
                                                               if session.skipped else "")
 
     def _table(self) -> str:
-        assert self.session is not None
-        self.state.rows = self.session.table()
+        self.state.rows = self._require_session().table()
         return "volumes recomputed"
 
     def _require_session(self) -> CaseSession:
@@ -134,7 +134,7 @@ class ReviewApp(TrameApp):
         return self.session
 
     def recompute(self) -> None:
-        self._run(lambda: (self._require_session(), self._table())[1])
+        self._run(self._table)
 
     def save(self) -> None:
         self._run(lambda: self._require_session().save())
@@ -224,6 +224,16 @@ class ReviewApp(TrameApp):
                 with html.Td(style="min-width: 90px;"):
                     VSlider(model_value=("row.opacity",), min=0, max=1, step=0.1, hide_details=True, density="compact",
                             end=(self.set_opacity, "[row.organ, $event]"))
+
+
+@web.middleware
+async def _same_origin_only(request: web.Request, handler):
+    """Refuse requests a page from another site makes (browsers send its Origin, also on WebSocket upgrades):
+    otherwise any web page the reviewer has open could drive Save and the exports on 127.0.0.1."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise web.HTTPForbidden(text=f"requests from {origin} are refused")
+    return await handler(request)
 
 
 def _case_title(case: Case) -> str:
