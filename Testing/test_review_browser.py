@@ -2,10 +2,10 @@
 `batch` result of the DICOM series and the NIfTI CT.
 
 One server, one scenario: the cohort list puts the most flagged case first; the page shows the segments and
-the volume table; a Paint stroke on the liver in the axial view, Recompute, the liver grows; Save writes
-`masks/liver_corrected.nii.gz` that differs from the untouched original by exactly the painted voxels, and a
-`corrections.csv` that fine-tune's dataset reader takes; on the DICOM case, Export RTSTRUCT gives a file
-dciodvfy accepts. Screenshots go to test-artefacts/review/.
+the volume table; a Paint stroke on the liver in the axial view, Recompute, the liver grows (and undo/redo
+take it back and forth); Save writes `masks/liver_corrected.nii.gz` that differs from the untouched original
+by exactly the painted voxels, and a `corrections.csv` that fine-tune's dataset reader takes; on the DICOM
+case, Export RTSTRUCT gives a file dciodvfy accepts. Screenshots go to test-artefacts/review/.
 """
 from __future__ import annotations
 
@@ -120,6 +120,12 @@ def test_review_in_browser(served):
         expect(liver_row.locator("td.volume")).not_to_have_text(f"{opened_ml}")
         painted_ml = float(liver_row.locator("td.volume").inner_text())
         assert painted_ml > opened_ml
+        page.locator("button:has(i.mdi-undo)").first.click()  # undo and redo reach the segment too
+        page.locator("#recompute").click()
+        expect(liver_row.locator("td.volume")).to_have_text(f"{opened_ml:.1f}")
+        page.locator("button:has(i.mdi-redo)").first.click()
+        page.locator("#recompute").click()
+        expect(liver_row.locator("td.volume")).to_have_text(f"{painted_ml:.1f}")
         page.screenshot(path=ARTEFACTS / "painted.png")
 
         page.locator("#save").click()
