@@ -128,7 +128,7 @@ def test_mr_like_input_fails_with_one_line_and_no_output(tmp_path, tiny_models):
 def test_organs_and_models_listings(tiny_models, capsys):
     assert main(["organs", "--json", "--models", str(tiny_models)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 23 and {r["organ"]: r["model"] for r in rows}["liver"] == "v1"
+    assert len(rows) == 28 and {r["organ"]: r["model"] for r in rows}["liver"] == "v1"
     assert main(["models", "--models", str(tiny_models)]) == 0
     out = capsys.readouterr().out
     assert "liver" in out and "spleen" in out and "v1" in out

@@ -87,7 +87,7 @@ def test_select_all_and_none_follow_the_models_and_the_parameter_node(panel):
     p = panel.widget._parameterNode
     panel.click(ui(panel).selectAllButton)
     with_models = [key for key, item in panel.widget.organItems.items() if not item.isDisabled()]
-    assert p.organs == ",".join(with_models) and {"liver", "spleen"} <= set(with_models) and len(with_models) < 23
+    assert p.organs == ",".join(with_models) and {"liver", "spleen"} <= set(with_models) and len(with_models) < 28
     panel.click(ui(panel).selectNoneButton)
     assert p.organs == ""
     p.organs, p.postprocess, p.device = "spleen", False, "cpu"  # e.g. a scene saved with these choices
