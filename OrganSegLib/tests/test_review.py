@@ -18,9 +18,11 @@ import pytest
 import SimpleITK as sitk
 
 from organseg.errors import InputError, OutputError
-from organseg.review.cases import find_cases, mask_files
+from organseg.review.cases import ct_path, find_cases, mask_files
 from organseg.review.corrections import COLUMNS, record, write_corrected
 from organseg.training.dataset import read_dataset
+
+import dciodvfy
 
 
 def review(*args: str) -> subprocess.CompletedProcess:
@@ -112,6 +114,16 @@ def test_save_and_exports_of_an_open_case(cohort: Path, slicer_app):
     assert [s["id"] for s in segmentation["segments"]] == ["liver", "lungs", "spleen"]
     dicom = open_case(slicer_app, cohort, "example_ct_dicom")
     assert dicom.export("dicom-seg").startswith("wrote seg_reviewed.dcm: 2 organs on 20 slices")  # lungs: empty
+    dciodvfy.require()
+    report, errors = dciodvfy.validate(cohort / "example_ct_dicom" / "seg_reviewed.dcm")
+    assert not errors, report
+
+
+def test_ct_of_a_result_not_found(cohort: Path):
+    case = find_cases(cohort / "example_ct")[0]
+    case.source = "moved/example_ct.nii.gz"
+    with pytest.raises(InputError, match=r"the CT it was made from \(moved/example_ct.nii.gz\) is not found"):
+        ct_path(case, cohort)
 
 
 def test_corrections_csv_is_a_fine_tune_dataset(cohort: Path):
