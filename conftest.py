@@ -140,3 +140,18 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, dicom_ct, ts_labels) -
         write_package(models, key, state_dict_arrays(net), net.channels,
                       {"summary": "test fixture: 12 steps on the 20-slice DICOM series"}, {"val_dice": None})
     return models
+
+
+@pytest.fixture(scope="session")
+def review_cohort(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A real `organseg batch` output of the DICOM series and the NIfTI CT (liver, spleen; the bundled models),
+    as `organseg review` serves it. Tests that change it copy it first."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("review") / "cohort"
+    run = subprocess.run([sys.executable, "-m", "organseg.cli", "batch", str(data_dir / "example_ct_dicom"),
+                          str(data_dir / "example_ct.nii.gz"), "-o", str(out), "--organs", "liver,spleen"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return out

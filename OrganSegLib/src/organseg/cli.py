@@ -13,7 +13,7 @@ from organseg.errors import OrganSegError
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func(args) -> int` on its parser.
 COMMANDS = ("segment", "batch", "organs", "models", "dataset", "train", "fine-tune", "evaluate", "export-rtstruct",
-            "export-dicom-seg")
+            "export-dicom-seg", "review")
 
 
 def build_parser() -> argparse.ArgumentParser:

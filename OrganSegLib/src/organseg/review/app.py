@@ -1,0 +1,243 @@
+"""The review page: trame-slicer's views and segment editor, with OrganSeg's case list, volume table, Save and
+exports.
+
+trame-slicer's own `SegmentationApp` loads files the browser uploads; this app instead opens the cases of
+PATH (`cases`), on the same logic classes (segment editor with undo/redo, volume properties, layouts).
+Every action answers in one line on the page (`message`); an OrganSegError never stops the server.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import web
+from trame.app import TrameApp
+from trame.widgets import html
+from trame.widgets.vuetify3 import (
+    Template,
+    VBtn,
+    VChip,
+    VDivider,
+    VNavigationDrawer,
+    VSelect,
+    VSlider,
+    VTable,
+)
+from trame_slicer import module as trame_slicer_module
+from trame_slicer.app.logic.layout_button_logic import LayoutButtonLogic
+from trame_slicer.app.logic.mpr_interaction_button_logic import MprInteractionButtonLogic
+from trame_slicer.app.logic.segmentation import SegmentEditorLogic
+from trame_slicer.app.logic.volume_property_logic import VolumePropertyLogic
+from trame_slicer.app.ui import (
+    ControlButton,
+    LayoutButton,
+    MprInteractionButton,
+    SegmentEditorToolbarUI,
+    SegmentEditorUI,
+    SegmentEditorUndoRedoUI,
+    ViewerLayout,
+    VolumePropertyUI,
+)
+from trame_slicer.core import SlicerApp
+from trame_slicer.rca_view import register_rca_factories
+
+from organseg.errors import OrganSegError
+from organseg.review.cases import Case
+from organseg.review.session import CaseSession
+
+log = logging.getLogger(__name__)
+
+
+class ReviewApp(TrameApp):
+    """One server, one scene: the case shown is replaced when another is opened."""
+
+    def __init__(self, root: Path, cases: list[Case], server=None) -> None:
+        super().__init__(server)
+        self.server.enable_module(trame_slicer_module)
+        self.root, self.cases = root, cases
+        self.session: CaseSession | None = None
+        self._leaving_to: int | None = None  #: the case asked for while the open one has unsaved edits
+        self.slicer = SlicerApp()
+        register_rca_factories(self.slicer.view_manager, self.server)
+        self.editor = SegmentEditorLogic(self.server, self.slicer)
+        self.volume_properties = VolumePropertyLogic(self.server, self.slicer)
+        self.layouts = LayoutButtonLogic(self.server, self.slicer)
+        self.mpr = MprInteractionButtonLogic(self.server, self.slicer)
+        self.state.update({
+            "trame__title": "OrganSeg review",
+            "cases": [{"title": _case_title(c), "value": i} for i, c in enumerate(cases)],
+            "case_index": 0, "rows": [], "skipped": [], "message": "", "message_kind": "info",
+        })
+        self._build_ui()
+        self.server.controller.on_server_bind.add(lambda wslink_server: wslink_server.app.middlewares.append(
+            _same_origin_only))
+        self.server.controller.on_server_ready.add(lambda **_: self._run(self._open, self.state.case_index))
+
+    # --- actions -----------------------------------------------------------------------------------------
+
+    def _run(self, action: Callable, *args) -> None:
+        """Run a page action; its error becomes the page's one-line message (the server carries on)."""
+        try:
+            message = action(*args)
+            self.state.update({"message": message or "", "message_kind": "success"})
+        except OrganSegError as err:
+            self.state.update({"message": str(err), "message_kind": "error"})
+        except Exception as err:  # a bug must not take the reviewer's unsaved edits down with the server
+            log.exception("review action failed")
+            self.state.update({"message": f"unexpected error: {type(err).__name__}: {err}", "message_kind": "error"})
+
+    def choose(self, case_index: int) -> None:
+        """Open the chosen case; with unsaved edits, stay and say so first (choosing it again discards them)."""
+        case_index = int(case_index)
+        if self.session is not None and self.session.case is self.cases[case_index]:
+            return
+        if self.session is not None and self._leaving_to != case_index:
+            edited = self.session.edited()
+            if edited:
+                self._leaving_to = case_index
+                self.state.update({"message": f"{self.session.case.name}: unsaved edits to {', '.join(edited)}; "
+                                              "Save them, or choose the case again to discard them",
+                                   "message_kind": "warning"})
+                return
+        self._leaving_to = None
+        self.state.case_index = case_index
+        self._run(self._open, case_index)
+
+    def _open(self, index: int) -> str:
+        case = self.cases[index]
+        self.session = None
+        self.state.update({"rows": [], "skipped": []})
+        self.slicer.scene.Clear()  # also what lets Paint activate on a scene filled from Python
+        session = CaseSession.open(self.slicer, self.root, case)
+        self.session = session
+        self.slicer.display_manager.show_volume(session.volume, do_reset_views=True)
+        self.editor.on_volume_changed(session.volume)
+        self.volume_properties.on_volume_changed(session.volume)
+        self.slicer.volume_rendering.get_vr_display_node(session.volume).SetVisibility(False)  # 3D: the organs
+        self.ui.typed_state.data.is_drawer_visible = True
+        self.ui.typed_state.data.active_tool = SegmentEditorUI.__name__
+        self.state.skipped = [f"{name}: {why}" for name, why in session.skipped.items()]
+        self.editor.segmentation_editor.set_surface_representation_enabled(True)
+        session.centre_views()
+        self._table()
+        return f"{case.name}: {len(session.organs)} organs" + (f", {len(session.skipped)} mask(s) left out"
+                                                              if session.skipped else "")
+
+    def _table(self) -> str:
+        self.state.rows = self._require_session().table()
+        return "volumes recomputed"
+
+    def _require_session(self) -> CaseSession:
+        if self.session is None:
+            raise OrganSegError("no case is open")
+        return self.session
+
+    def recompute(self) -> None:
+        self._run(self._table)
+
+    def save(self) -> None:
+        self._run(lambda: self._require_session().save())
+
+    def export(self, kind: str) -> None:
+        self._run(lambda: self._require_session().export(kind))
+
+    def set_opacity(self, organ_key: str, opacity: float) -> None:
+        self._run(lambda: self._require_session().set_opacity(organ_key, float(opacity)))
+
+    def step(self, delta: int) -> None:
+        self.choose((self.state.case_index + delta) % len(self.cases))
+
+    # --- page --------------------------------------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        with ViewerLayout(self.server, title="OrganSeg review") as self.ui:
+            self.ui.root.theme = "dark"
+            with self.ui.drawer:
+                editor_ui = SegmentEditorUI(v_if=(self._is_tool(SegmentEditorUI),))
+                volume_ui = VolumePropertyUI(v_if=(self._is_tool(VolumePropertyUI),))
+            self.editor.set_ui(editor_ui)
+            self.volume_properties.set_ui(volume_ui)
+            with self.ui.appbar:
+                self._case_bar()
+            with self.ui.toolbar:
+                self._tool_button("mdi-layers-edit", "Segment editor", SegmentEditorUI)
+                self._tool_button("mdi-tune-variant", "Volume properties", VolumePropertyUI)
+                self.layouts.set_ui(LayoutButton(classes="mt-1"))
+                mpr_button = MprInteractionButton(classes="mt-1")
+                self.mpr.set_ui(mpr_button)
+                SegmentEditorToolbarUI(editor_ui=editor_ui)
+            with self.ui.undo_redo:
+                SegmentEditorUndoRedoUI(editor_ui=editor_ui)
+            with self.ui.content:
+                self.layouts.layout_manager.initialize_layout_grid(self.ui)
+            with VNavigationDrawer(location="right", permanent=True, width=470, classes="pa-2"):
+                self._review_panel()
+
+    def _tool_button(self, icon: str, name: str, tool: type) -> None:
+        layout = self.ui.typed_state
+
+        def toggle() -> None:
+            show = not layout.data.is_drawer_visible or layout.data.active_tool != tool.__name__
+            layout.data.is_drawer_visible = show
+            layout.data.active_tool = tool.__name__ if show else None
+
+        ControlButton(icon=icon, name=name, click=toggle, classes="mt-1", active=(self._is_tool(tool),))
+
+    def _is_tool(self, tool: type) -> str:
+        return f"{self.ui.typed_state.name.active_tool} === '{tool.__name__}'"
+
+    def _case_bar(self) -> None:
+        VBtn(icon="mdi-chevron-left", click=lambda: self.step(-1), title="Previous case", id="previous-case",
+             disabled=("cases.length < 2",))
+        VSelect(model_value=("case_index",), update_modelValue=(self.choose, "[$event]"), items=("cases",),
+                density="compact", hide_details=True, style="max-width: 420px;", id="case-select",
+                label="Case (flagged first)")
+        VBtn(icon="mdi-chevron-right", click=lambda: self.step(1), title="Next case", id="next-case",
+             disabled=("cases.length < 2",))
+
+    def _review_panel(self) -> None:
+        with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
+            VBtn("Recompute", click=self.recompute, id="recompute", size="small", prepend_icon="mdi-calculator")
+            VBtn("Save", click=self.save, id="save", size="small", color="primary", prepend_icon="mdi-content-save")
+        with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
+            for kind, label in (("rtstruct", "RTSTRUCT"), ("dicom-seg", "DICOM SEG"), ("seg-nrrd", ".seg.nrrd")):
+                VBtn(f"Export {label}", click=(self.export, f"['{kind}']"), id=f"export-{kind}", size="small",
+                     variant="tonal")
+        html.Div("{{ message }}", id="message", classes=("`text-body-2 mb-2 text-${message_kind}`",),
+                 style="word-break: break-word;")
+        html.Div("Left out: {{ item }}", v_for="item in skipped", classes="text-body-2 text-warning skipped")
+        VDivider(classes="my-2")
+        with VTable(density="compact", id="volume-table"):
+            with html.Thead(), html.Tr():
+                for title in ("Organ", "mL", "opened mL", "flags", "opacity"):
+                    html.Th(title)
+            with html.Tbody(), html.Tr(v_for="row in rows", key="row.organ", classes=("`organ-${row.organ}`",)):
+                with html.Td():
+                    VChip("{{ row.name }}", color=("row.colour",), size="small", label=True)
+                html.Td("{{ row.volume_ml }}", classes="volume")
+                html.Td("{{ row.opened_ml }}")
+                with html.Td():
+                    with Template(v_for="flag in row.flags"):
+                        VChip("{{ flag.code }}", title=("flag.reason",), color="warning", size="x-small",
+                              classes="flag")
+                with html.Td(style="min-width: 90px;"):
+                    VSlider(model_value=("row.opacity",), min=0, max=1, step=0.1, hide_details=True, density="compact",
+                            end=(self.set_opacity, "[row.organ, $event]"))
+
+
+@web.middleware
+async def _same_origin_only(request: web.Request, handler):
+    """Refuse requests a page from another site makes (browsers send its Origin, also on WebSocket upgrades):
+    otherwise any web page the reviewer has open could drive Save and the exports on 127.0.0.1."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise web.HTTPForbidden(text=f"requests from {origin} are refused")
+    return await handler(request)
+
+
+def _case_title(case: Case) -> str:
+    if case.problem:
+        return f"{case.name} (cannot open)"
+    flagged = f" - flagged: {', '.join(case.flagged_organs)}" if case.flagged_organs else ""
+    return case.name + flagged
