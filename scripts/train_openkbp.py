@@ -124,6 +124,17 @@ def device_note(training: dict) -> str:
             "processes")
 
 
+#: What a model card says a package cannot be trusted for, by organ.
+LIMITS = {
+    "default": "trained on head-and-neck CTs at ~4 mm in-plane (plus one abdominal series): neck and upper thorax "
+               "covered best; OpenKBP contours stop short of the organ's lower end, so the whole-CT Dice counts "
+               "correct findings below the drawn contour as errors",
+    "head": "trained on head-and-neck planning CTs at ~4 mm in-plane (128^3 crops, OpenKBP): untested on diagnostic "
+            "CTs at finer resolution, on CTs that do not hold the head and neck, and on other clinics' contouring "
+            "conventions; a CPU-time training run (see the recipe and the held-out table), not a clinical model",
+}
+
+
 def model_card(organ_key: str, trained: ModelPackage, table: dict, parent: ModelPackage | None = None
                ) -> tuple[dict, dict]:
     """`training` and `metrics` of the shipped package: data by name, no machine paths."""
@@ -135,8 +146,8 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, parent: Model
     n_train = len(split["train_cases"]) + len(extra)
     training = {
         "patients": n_train + len(split["val_cases"]),
-        "summary": f"trained on {n_train} patients ({len(split['train_cases'])} OpenKBP head-and-neck + "
-                   f"{len(extra)} TotalSegmentator abdominal), weights selected on "
+        "summary": f"trained on {n_train} patients ({len(split['train_cases'])} OpenKBP head-and-neck"
+                   f"{f' + {len(extra)} TotalSegmentator abdominal' if extra else ''}), weights selected on "
                    f"{len(split['val_cases'])} other OpenKBP patients; held-out Dice median "
                    f"{table['dice']['median']:.3f} on {table['patients']} OpenKBP validation patients",
         "data": {"sets": {"openkbp_hn": "OpenKBP provided-data (Babier et al., Med Phys 2021), manual clinical "
@@ -159,9 +170,7 @@ def model_card(organ_key: str, trained: ModelPackage, table: dict, parent: Model
             "package": parent_name, "weights_sha256": parent.meta["files"]["weights.npz"]["sha256"],
             "steps": parent.meta["training"]["steps"], "minutes": parent.meta["training"]["minutes"],
             "heldout_dice_median": parent.meta["metrics"]["heldout"]["dice"]["median"]},
-        "limits": "trained on head-and-neck CTs at ~4 mm in-plane (plus one abdominal series): neck and upper "
-                  "thorax covered best; OpenKBP contours stop short of the organ's lower end, so the "
-                  "whole-CT Dice counts correct findings below the drawn contour as errors",
+        "limits": LIMITS["head"] if find_organ(organ_key).region == "head" else LIMITS["default"],
     }
     metrics = {"val_dice": table["dice"]["median"],
                "val_dice_definition": "median per-patient 3D Dice on the held-out OpenKBP validation patients, "
