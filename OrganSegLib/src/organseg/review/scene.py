@@ -1,6 +1,6 @@
 """A case in a Slicer MRML scene (slicer-core): the CT as a volume node, one segment per organ mask, and back.
 
-SimpleITK images are LPS, Slicer is RAS: the volume's IJK-to-RAS matrix is `organseg.io.ijk_to_ras` of the
+SimpleITK images are LPS, Slicer is RAS: the volume's IJK-to-RAS matrix is `organseg.ct.grid.ijk_to_ras` of the
 CT, and every segment is set on that same matrix and extent, so voxel (i, j, k) of a mask is voxel (i, j, k)
 of its segment, with no resampling either way.
 """
