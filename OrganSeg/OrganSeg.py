@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import slicer
 import vtk
-from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.util import VTKObservationMixin
+
+try:  # the application's translations; slicer-core (tests, scripts) has none: the English text
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
 
 
 class _NeedsSlicerApplication:

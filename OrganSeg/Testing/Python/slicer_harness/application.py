@@ -16,7 +16,7 @@ from pathlib import Path
 import slicer
 from PyQt5 import QtCore, QtWidgets
 
-from slicer_harness import i18n, parameter_node_wrapper, pythonqt, widgets
+from slicer_harness import parameter_node_wrapper, pythonqt, widgets
 
 
 class SlicerApplication(QtWidgets.QApplication):
@@ -106,7 +106,6 @@ class Harness:
         self.qt = pythonqt.install()
         widgets.install()
         parameter_node_wrapper.install()
-        i18n.install()
         self.errors: list[str] = []  #: tracebacks of exceptions that left a Qt slot, as Slicer's console shows them
         self._excepthook, sys.excepthook = sys.excepthook, self._console
         bases = types.ModuleType("slicer.ScriptedLoadableModule")
