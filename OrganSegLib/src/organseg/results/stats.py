@@ -20,16 +20,17 @@ def organ_stats(organ: Organ, mask: np.ndarray, ct: np.ndarray, spacing: tuple[f
     (organseg.method.sides), whose volumes are added; None for other organs. The bounding box is in ITK voxel
     indices (i, j, k), inclusive; empty masks give zeros and None.
     """
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_mm3 = float(np.prod(spacing))
     voxels = int(np.count_nonzero(mask))
     row = {"organ": organ.key, "label": organ.label, "name": organ.display_name, "voxels": voxels,
-           "volume_ml": voxels * voxel_ml,
+           "volume_ml": voxels * voxel_mm3 / 1000.0,  # in this order: the same float as before the sides
            "mean_hu": None, "std_hu": None, "min_hu": None, "max_hu": None,
            "bbox_ijk_min": None, "bbox_ijk_max": None,
            "postprocess_changed": changed_voxels != 0, "postprocess_changed_voxels": int(changed_voxels),
            "volume_right_ml": None, "volume_left_ml": None}
     if sides is not None:
-        row["volume_right_ml"], row["volume_left_ml"] = (int(np.count_nonzero(m)) * voxel_ml for m in sides)
+        row["volume_right_ml"], row["volume_left_ml"] = (int(np.count_nonzero(m)) * voxel_mm3 / 1000.0
+                                                         for m in sides)
     if voxels:
         values = ct[mask].astype(np.float64)
         row.update(mean_hu=float(values.mean()), std_hu=float(values.std()),
