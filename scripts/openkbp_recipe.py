@@ -26,6 +26,16 @@ SELECTION_PATIENTS = 3  #: OpenKBP train patients that select the weights on a C
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)  #: probability thresholds tried on the selection patients
 CONFIG = dict(max_steps=6000, batch_size=8, lr=1e-3, val_every=300, patience=10, patch=(96, 128),
               foreground_fraction=0.6, margin_below=0, poly_lr=True)
+#: Organs whose OpenKBP contours stop short of the organ's lower end (tubes drawn only where they are planned
+#: around): no slice below the contour is a negative. Every other organ is drawn whole, and each slice below it
+#: down to the CT's end trains it as a negative (without them v1 found parotids in the shoulders).
+STOP_SHORT = {"spinal_cord", "esophagus"}
+WHOLE_CT = 1000  #: a margin in slices that reaches every slice of any CT
+
+
+def margin_below(organ_key: str) -> int:
+    """Slices below the organ's contour that train it as negatives (see STOP_SHORT)."""
+    return CONFIG["margin_below"] if organ_key in STOP_SHORT else WHOLE_CT
 
 
 def openkbp_cases() -> list[dict[str, str]]:
@@ -81,7 +91,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads")
 
 
-def fit_config(args: argparse.Namespace) -> FitConfig:
-    """The recipe's settings with the command line's."""
+def fit_config(args: argparse.Namespace, organ_key: str) -> FitConfig:
+    """The recipe's settings for the organ with the command line's."""
     return FitConfig(**{**CONFIG, "max_steps": args.steps, "max_seconds": args.minutes * 60, "lr": args.lr,
-                        "batch_size": args.batch_size, "val_every": args.val_every, "patience": args.patience})
+                        "batch_size": args.batch_size, "val_every": args.val_every, "patience": args.patience,
+                        "margin_below": margin_below(organ_key)})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openkbp_recipe import CONFIG, LABEL_IDS, MARGIN, add_training_options, fit_config
+from openkbp_recipe import LABEL_IDS, MARGIN, add_training_options, fit_config, margin_below
 from organseg.catalogue import organ as find_organ
 from organseg.method.model_package import ModelPackage
 from organseg.training.fit import fit_organ
@@ -31,10 +31,10 @@ def main() -> None:
     import torch
     torch.set_num_threads(args.threads)
     organ = find_organ(args.organ)
-    cases, data = load_pack(args.pack, organ, MARGIN, CONFIG["margin_below"])
-    fit_organ(organ.key, cases, data, args.work / "models", fit_config(args), args.work / "train", args.resume,
-              ModelPackage.load(args.parent) if args.parent else None, MARGIN, progress=False, device=args.device,
-              workers=args.workers)
+    cases, data = load_pack(args.pack, organ, MARGIN, margin_below(organ.key))
+    fit_organ(organ.key, cases, data, args.work / "models", fit_config(args, organ.key), args.work / "train",
+              args.resume, ModelPackage.load(args.parent) if args.parent else None, MARGIN, progress=False,
+              device=args.device, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Steps (each resumable; kill it at any moment and rerun with --resume):
    held-out test set, never seen in training or selection. The TotalSegmentator example series adds an
    abdominal spinal cord. A patient without the organ's contour is left out, never used as a negative.
 2. `organseg train` on crops of the network input, with organ-centred crops and crops from anywhere else.
-   OpenKBP contours stop short of the organs' lower ends, so no slices below a contour are negatives.
+   OpenKBP's cord and esophagus contours stop short of the organs' lower ends, so no slice below them is a
+   negative; the other organs are drawn whole and every slice below them is (`openkbp_recipe.margin_below`).
 3. The probability threshold (0.3-0.7) with the best median Dice on the selection patients, segmented as a
    user would: clinical contours of a thin organ are often thinner than the network's 0.5 boundary.
 4. Every held-out patient segmented as a user would (`Segmenter`, with post-processing, at that threshold)
@@ -37,7 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from openkbp_recipe import (CONFIG, LABEL_IDS, MARGIN, OPENKBP, SELECTION_PATIENTS, THRESHOLDS, add_training_options,
-                            contoured, fit_config, openkbp_cases, write_dataset)
+                            contoured, fit_config, margin_below, openkbp_cases, write_dataset)
 from organseg.catalogue import organ as find_organ
 from organseg.ct.read import read_ct
 from organseg.evaluation.metrics import organ_metrics
@@ -220,14 +221,14 @@ def main() -> None:
     if not args.resume or not data.exists():
         write_dataset(organ.key, data, selection=args.selection)
     if args.pack:
-        pack_dataset(data, [organ], args.pack, MARGIN, CONFIG["margin_below"])
+        pack_dataset(data, [organ], args.pack, MARGIN, margin_below(organ.key))
         return
     models = args.work / "models"
     trained = sorted(models.glob(f"{organ.key}-v*"))
     if trained:
         package = ModelPackage.load(trained[-1])
     else:
-        package = train_organ(organ.key, data, models, fit_config(args), args.work / "train", args.resume, parent,
+        package = train_organ(organ.key, data, models, fit_config(args, organ.key), args.work / "train", args.resume, parent,
                               margin=MARGIN, progress=False, device=args.device, workers=args.workers)
     threshold, by_threshold = choose_threshold(package, organ.key, selection_folders(data))
     with tempfile.TemporaryDirectory() as tmp:
