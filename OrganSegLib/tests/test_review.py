@@ -4,6 +4,7 @@ optional. The browser scenario is Testing/test_review_browser.py."""
 from __future__ import annotations
 
 import csv
+import json
 import hashlib
 import re
 import shutil
@@ -108,14 +109,16 @@ def test_save_and_exports_of_an_open_case(cohort: Path, slicer_app):
     assert not (cohort / "corrections.csv").exists()
     with pytest.raises(InputError, match="needs the CT as a DICOM series"):
         session.export("rtstruct")
-    assert session.export("seg-nrrd") == "wrote segmentation_reviewed.seg.nrrd"
+    segment_files = sorted(p.name for p in (cohort / "example_ct").iterdir())
+    assert session.export("seg-nrrd") == "wrote reviewed/segmentation.seg.nrrd"  # the CLI's name, own folder
+    assert sorted(p.name for p in (cohort / "example_ct").iterdir()) == sorted([*segment_files, "reviewed"])
     import slicerio
-    segmentation = slicerio.read_segmentation(str(cohort / "example_ct" / "segmentation_reviewed.seg.nrrd"))
+    segmentation = slicerio.read_segmentation(str(cohort / "example_ct" / "reviewed" / "segmentation.seg.nrrd"))
     assert [s["id"] for s in segmentation["segments"]] == ["liver", "lungs", "spleen"]
     dicom = open_case(slicer_app, cohort, "example_ct_dicom")
-    assert dicom.export("dicom-seg").startswith("wrote seg_reviewed.dcm: 2 organs on 20 slices")  # lungs: empty
+    assert dicom.export("dicom-seg").startswith("wrote reviewed/seg.dcm: 2 organs on 20 slices")  # lungs: empty
     dciodvfy.require()
-    report, errors = dciodvfy.validate(cohort / "example_ct_dicom" / "seg_reviewed.dcm")
+    report, errors = dciodvfy.validate(cohort / "example_ct_dicom" / "reviewed" / "seg.dcm")
     assert not errors, report
 
 
@@ -239,3 +242,60 @@ def test_page_logic_keeps_unsaved_edits(cohort: Path):
     assert (cohort / "example_ct" / "masks" / "liver_corrected.nii.gz").is_file()
     app.step(1)
     assert app.session.case.name == "example_ct_dicom" and app.state.message.startswith("example_ct_dicom:")
+
+
+def test_a_ct_needs_an_output_folder_and_never_takes_another_cts(cohort: Path, data_dir: Path, tmp_path: Path):
+    ct = data_dir / "example_ct.nii.gz"
+    bare = review(str(ct))
+    assert bare.returncode == 2 and bare.stderr.strip() == (
+        f"organseg review: error: {ct}: a CT without results; give -o OUT, the folder the page writes its results "
+        "into")
+    other = cohort / "example_ct_dicom"  # the results of another CT: refused, nothing replaced
+    before = sorted(p.name for p in other.rglob("*"))
+    taken = review(str(ct), "-o", str(other))
+    assert taken.returncode == 2 and "holds the results of another CT" in taken.stderr and "Traceback" not in taken.stderr
+    assert sorted(p.name for p in other.rglob("*")) == before
+    (tmp_path / "notes.txt").write_text("not a CT")
+    not_ct = review(str(tmp_path / "notes.txt"), "-o", str(tmp_path / "out"))
+    assert not_ct.returncode == 2 and "unsupported file type" in not_ct.stderr and not (tmp_path / "out").exists()
+    again = find_cases(cohort / "example_ct")[0]  # a review started again on the CT opens its result
+    from organseg.review.cases import ct_case
+    assert ct_case(Path(again.source), cohort / "example_ct").segmented
+
+
+def test_page_segments_a_ct_without_results(data_dir: Path, tmp_path: Path):
+    """The app without a browser on a bare CT: the checklist offers the installed organs, Segment writes the
+    CLI's result into -o with progress reported, and the result opens for review."""
+    pytest.importorskip("trame_slicer", reason="trame-slicer not installed (the [web] extra)")
+    import asyncio
+
+    from trame.app import get_server
+
+    from organseg.review.app import ReviewApp
+    from organseg.review.cases import ct_case
+
+    ct, out = data_dir / "example_ct.nii.gz", tmp_path / "out"
+    app = ReviewApp(out, [ct_case(ct, out)], get_server("review-ct-test", client_type="vue3"))
+    app._run(app._open, 0)
+    assert app.state.to_segment and app.session is None
+    assert app.state.message == f"example_ct: not segmented yet; tick the organs and Segment (results go into {out})"
+    assert {"organ": "liver", "name": "Liver", "region": "abdomen"} in app.state.organ_choices
+    assert app.state.cases == [{"title": "example_ct - not segmented", "value": 0}]
+    app.segment()  # nothing ticked
+    assert app.state.message == "no organ ticked; tick the organs to segment" and not app.state.busy
+    shown = []
+    show = app._show_progress
+    app._show_progress = lambda p: (show(p), shown.append((app.state.progress, app.state.progress_text)))
+    asyncio.run(app._segment(0, ["liver"], "cpu"))
+    # the liver's anchor organ (the lungs) first, as `organseg segment` does
+    assert shown[0] == (0, "Lungs (1/2)") and shown[-1] == (100, "2 of 2 organs done")
+    assert not app.state.busy and not app.state.to_segment and app.state.message == (
+        "example_ct: 2 organs (lungs added: anchor organs for post-processing)")
+    assert app.session.organs == ["liver", "lungs"] and [r["organ"] for r in app.state.rows] == ["liver", "lungs"]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["source"] == str(ct.resolve()) and (out / "masks" / "liver.nii.gz").is_file()
+    volumes = {row["organ"]: row["volume_ml"] for row in stats["organs"]}
+    assert [r["volume_ml"] for r in app.state.rows] == [f"{volumes['liver']:.1f}", f"{volumes['lungs']:.1f}"]
+    flagged = [row["organ"] for row in stats["organs"] if row["flags"]]
+    assert app.state.cases == [{"title": "example_ct" + (f" - flagged: {', '.join(flagged)}" if flagged else ""),
+                                "value": 0}]

@@ -1,4 +1,5 @@
-"""`organseg review PATH`: check and correct a `segment` or `batch` result in the browser (the `[web]` extra)."""
+"""`organseg review PATH`: check and correct a `segment` or `batch` result in the browser (the `[web]` extra), or
+segment a CT there first (`organseg review CT -o OUT`)."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,11 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("review", help="review and correct results in the browser (needs organseg[web])")
-    p.add_argument("path", type=Path, metavar="PATH", help="a `segment` or `batch` output folder")
+    p.add_argument("path", type=Path, metavar="PATH",
+                   help="a `segment` or `batch` output folder, or a CT (image file or DICOM folder) with -o")
+    p.add_argument("-o", "--output", type=Path,
+                   help="for a CT: the folder the page writes its results into (opened as they are if it already "
+                        "holds this CT's results)")
     p.add_argument("--port", type=int, default=8080, help="port to serve on (default 8080; 0: any free port)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1, this machine only; another exposes the review)")
@@ -38,10 +43,28 @@ def free_port(host: str, port: int) -> int:
         return probe.getsockname()[1]
 
 
-def run(args: argparse.Namespace) -> int:
-    from organseg.review.cases import find_cases
+def review_cases(path: Path, output: Path | None) -> tuple[Path, list]:
+    """The folder the review writes into and its cases: PATH's results, or the CT PATH segmented into OUTPUT."""
+    from organseg.ct.read import read_ct
+    from organseg.review.cases import ct_case, find_cases
 
-    cases = find_cases(args.path)
+    if output is None:
+        if path.is_file():
+            raise InputError(f"{path}: a CT without results; give -o OUT, the folder the page writes its results "
+                             "into")
+        return path, find_cases(path)
+    if path.is_dir() and any((path / name).exists() for name in ("stats.json", "batch_summary.csv")):
+        raise InputError(f"{path}: holds results already; review them with `organseg review {path}` (no -o)")
+    read_ct(path)  # a file that is no CT is refused here, in one line, not on the page
+    case = ct_case(path, output)
+    if not case.segmented:
+        from organseg.results.folder import check_writable
+        check_writable(output)
+    return output, [case]
+
+
+def run(args: argparse.Namespace) -> int:
+    root, cases = review_cases(args.path, args.output)
     if args.host not in LOCAL_HOSTS:
         print(f"warning: --host {args.host} exposes the review to every machine that can reach this one: the CTs, "
               "the masks and Save, with no login", file=sys.stderr)
@@ -55,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                          "pip install \"organseg[web]\"") from None
     os.environ["TRAME_ARGS"] = ""  # trame would otherwise read its options from organseg's command line
     server = get_server("organseg-review", client_type="vue3")
-    ReviewApp(args.path.resolve(), cases, server)
+    ReviewApp(root.resolve(), cases, server)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{port}/"
     server.controller.on_server_ready.add(lambda **_: print(f"organseg review: {len(cases)} case(s) at {url} "
                                                            "(Ctrl-C to stop)", flush=True))

@@ -38,7 +38,7 @@ def read_ct(path: str | os.PathLike, series_uid: str | None = None, resample_irr
         from organseg.ct.dicom_series import read_series
         image = read_series(path, series_uid=series_uid, resample_irregular=resample_irregular, series=series)
     else:
-        image = _read_file(path)
+        image = read_image_file(path)
     check_ct(image, path)
     return image
 
@@ -49,7 +49,9 @@ def image_stem(path: Path) -> str:
     return next((name[:-len(s)] for s in IMAGE_SUFFIXES + (".dcm",) if name.lower().endswith(s)), name)
 
 
-def _read_file(path: Path) -> sitk.Image:
+def read_image_file(path: Path) -> sitk.Image:
+    """An image file as it is, any modality (a CT or a mask), with the checks ITK skips: unsupported or truncated
+    files and lying NIfTI geometry are refused, NaN voxels kept."""
     if not path.name.lower().endswith(IMAGE_SUFFIXES + (".dcm",)):
         raise InputError(f"{path}: unsupported file type; give a NIfTI, NRRD or MHA file or a DICOM folder")
     nonfinite = _check_nifti(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None

@@ -3,23 +3,28 @@ exports.
 
 trame-slicer's own `SegmentationApp` loads files the browser uploads; this app instead opens the cases of
 PATH (`cases`), on the same logic classes (segment editor with undo/redo, volume properties, layouts).
-Every action answers in one line on the page (`message`); an OrganSegError never stops the server.
+Every action answers in one line on the page (`message`); an OrganSegError never stops the server. A CT
+without results shows an organ checklist instead of the editor: Segment runs the library off the event loop
+(`segment_ct`), with a progress bar, and then opens the result like any other.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Callable
 
 from aiohttp import web
-from trame.app import TrameApp
+from trame.app import TrameApp, asynchronous
 from trame.widgets import html
 from trame.widgets.vuetify3 import (
     Template,
     VBtn,
+    VCheckbox,
     VChip,
     VDivider,
     VNavigationDrawer,
+    VProgressLinear,
     VSelect,
     VSlider,
     VTable,
@@ -42,8 +47,12 @@ from trame_slicer.app.ui import (
 from trame_slicer.core import SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
+from organseg.ct.read import read_ct
 from organseg.errors import OrganSegError
+from organseg.results.result import Progress
 from organseg.review.cases import Case
+from organseg.review.scene import add_ct
+from organseg.review.segment_ct import devices, organ_choices, segment_case
 from organseg.review.session import CaseSession
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,7 @@ class ReviewApp(TrameApp):
         self.root, self.cases = root, cases
         self.session: CaseSession | None = None
         self._leaving_to: int | None = None  #: the case asked for while the open one has unsaved edits
+        self._started = False  #: whether the first case was opened (for the first page that connected)
         self.slicer = SlicerApp()
         register_rca_factories(self.slicer.view_manager, self.server)
         self.editor = SegmentEditorLogic(self.server, self.slicer)
@@ -68,11 +78,23 @@ class ReviewApp(TrameApp):
             "trame__title": "OrganSeg review",
             "cases": [{"title": _case_title(c), "value": i} for i, c in enumerate(cases)],
             "case_index": 0, "rows": [], "skipped": [], "message": "", "message_kind": "info",
+            "to_segment": False, "organ_choices": organ_choices(), "chosen_organs": [], "devices": devices(),
+            "busy": False, "progress": 0, "progress_text": "",
         })
+        self.state.device = self.state.devices[0]
         self._build_ui()
         self.server.controller.on_server_bind.add(lambda wslink_server: wslink_server.app.middlewares.append(
             _same_origin_only))
-        self.server.controller.on_server_ready.add(lambda **_: self._run(self._open, self.state.case_index))
+        self.server.controller.on_client_connected.add(self._first_client)
+
+    def _first_client(self) -> None:
+        """Open the first case once the first page connects: state changed before then reaches a page only in its
+        initial copy, which trame's record of what the page holds does not see (a later change back to the
+        value it had at start-up would never be sent)."""
+        if not self._started:
+            self._started = True
+            with self.state:
+                self._run(self._open, self.state.case_index)
 
     # --- actions -----------------------------------------------------------------------------------------
 
@@ -81,15 +103,23 @@ class ReviewApp(TrameApp):
         try:
             message = action(*args)
             self.state.update({"message": message or "", "message_kind": "success"})
-        except OrganSegError as err:
-            self.state.update({"message": str(err), "message_kind": "error"})
-        except Exception as err:  # a bug must not take the reviewer's unsaved edits down with the server
+        except Exception as err:
+            self._report(err)
+
+    def _report(self, err: Exception) -> None:
+        """An action's error as the page's message (called in its `except`)."""
+        if not isinstance(err, OrganSegError):  # a bug must not take the reviewer's unsaved edits down with it
             log.exception("review action failed")
-            self.state.update({"message": f"unexpected error: {type(err).__name__}: {err}", "message_kind": "error"})
+        text = str(err) if isinstance(err, OrganSegError) else f"unexpected error: {type(err).__name__}: {err}"
+        self.state.update({"message": text, "message_kind": "error"})
 
     def choose(self, case_index: int) -> None:
         """Open the chosen case; with unsaved edits, stay and say so first (choosing it again discards them)."""
         case_index = int(case_index)
+        if self.state.busy:
+            self.state.update({"message": "a segmentation is running; choose the case once it is done",
+                               "message_kind": "warning", "case_index": self.state.case_index})
+            return
         if self.session is not None and self.session.case is self.cases[case_index]:
             return
         if self.session is not None and self._leaving_to != case_index:
@@ -107,8 +137,10 @@ class ReviewApp(TrameApp):
     def _open(self, index: int) -> str:
         case = self.cases[index]
         self.session = None
-        self.state.update({"rows": [], "skipped": []})
+        self.state.update({"rows": [], "skipped": [], "to_segment": False})
         self.slicer.scene.Clear()  # also what lets Paint activate on a scene filled from Python
+        if not case.segmented:
+            return self._open_ct(case)
         session = CaseSession.open(self.slicer, self.root, case)
         self.session = session
         self.slicer.display_manager.show_volume(session.volume, do_reset_views=True)
@@ -123,6 +155,58 @@ class ReviewApp(TrameApp):
         self._table()
         return f"{case.name}: {len(session.organs)} organs" + (f", {len(session.skipped)} mask(s) left out"
                                                               if session.skipped else "")
+
+    def _open_ct(self, case: Case) -> str:
+        """A CT without results: the CT alone in the views, the organ checklist in the panel."""
+        volume = add_ct(self.slicer.scene, read_ct(Path(case.source)), case.name)
+        self.slicer.display_manager.show_volume(volume, do_reset_views=True)
+        self.volume_properties.on_volume_changed(volume)
+        self.slicer.volume_rendering.get_vr_display_node(volume).SetVisibility(False)
+        self.state.to_segment = True
+        return f"{case.name}: not segmented yet; tick the organs and Segment (results go into {case.folder})"
+
+    def segment(self) -> None:
+        """Segment the open CT with the ticked organs; the page stays live and shows the progress."""
+        index = self.state.case_index
+        if self.state.busy or self.cases[index].segmented:
+            return
+        if not self.state.chosen_organs:
+            self.state.update({"message": "no organ ticked; tick the organs to segment", "message_kind": "error"})
+            return
+        self.state.update({"busy": True, "progress": 0, "progress_text": "reading the CT",
+                           "message": "", "message_kind": "info"})
+        asynchronous.create_task(self._segment(index, list(self.state.chosen_organs), self.state.device))
+
+    async def _segment(self, index: int, organs: list[str], device: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def report(p: Progress) -> None:  # called on the worker thread
+            loop.call_soon_threadsafe(self._show_progress, p)
+
+        try:
+            case = await loop.run_in_executor(None, segment_case, self.cases[index], organs, device, report)
+        except Exception as err:
+            with self.state:
+                self.state.busy = False
+                self._report(err)
+            return
+        with self.state:
+            self.cases[index] = case
+            self.state.cases = [{"title": _case_title(c), "value": i} for i, c in enumerate(self.cases)]
+            self.state.busy = False
+            self._run(self._open_segmented, index, organs)
+
+    def _open_segmented(self, index: int, organs: list[str]) -> str:
+        opened = self._open(index)
+        added = [key for key in self._require_session().organs if key not in organs]
+        return opened + (f" ({', '.join(added)} added: anchor organs for post-processing)" if added else "")
+
+    def _show_progress(self, p: Progress) -> None:
+        with self.state:
+            done = p.index if p.stage == "done" else p.index - 1
+            self.state.progress = round(100 * done / p.total)
+            self.state.progress_text = (f"{p.organ.display_name} ({p.index}/{p.total})" if p.stage != "done"
+                                        else f"{done} of {p.total} organs done")
 
     def _table(self) -> str:
         self.state.rows = self._require_session().table()
@@ -197,6 +281,32 @@ class ReviewApp(TrameApp):
              disabled=("cases.length < 2",))
 
     def _review_panel(self) -> None:
+        with html.Div(v_if=("to_segment",), id="segment-panel"):
+            self._segment_panel()
+        with html.Div(v_else=True):
+            self._result_panel()
+
+    def _segment_panel(self) -> None:
+        html.Div("Organs to segment", classes="text-subtitle-2")
+        with html.Div(v_for="region in [...new Set(organ_choices.map(o => o.region))]", key="region",
+                      classes="mb-1"):
+            html.Div("{{ region }}", classes="text-caption text-medium-emphasis text-capitalize")
+            VCheckbox(v_for="item in organ_choices.filter(o => o.region === region)", key="item.organ",
+                      v_model=("chosen_organs",), value=("item.organ",), label=("item.name",),
+                      id=("`organ-${item.organ}`",), density="compact", hide_details=True,
+                      disabled=("busy",))
+        with html.Div(classes="d-flex align-center ga-2 my-2"):
+            VSelect(v_model=("device",), items=("devices",), label="Device", density="compact", hide_details=True,
+                    style="max-width: 140px;", disabled=("busy",), id="device")
+            VBtn("Segment", click=self.segment, id="segment", color="primary", prepend_icon="mdi-play",
+                 disabled=("busy || !chosen_organs.length",))
+        VProgressLinear(v_if=("busy",), model_value=("progress",), height=8, color="primary", classes="mb-1",
+                        id="progress")
+        html.Div("{{ progress_text }}", v_if=("busy",), classes="text-body-2 mb-2", id="progress-text")
+        html.Div("{{ message }}", id="message", classes=("`text-body-2 mb-2 text-${message_kind}`",),
+                 style="word-break: break-word;")
+
+    def _result_panel(self) -> None:
         with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
             VBtn("Recompute", click=self.recompute, id="recompute", size="small", prepend_icon="mdi-calculator")
             VBtn("Save", click=self.save, id="save", size="small", color="primary", prepend_icon="mdi-content-save")
@@ -239,5 +349,7 @@ async def _same_origin_only(request: web.Request, handler):
 def _case_title(case: Case) -> str:
     if case.problem:
         return f"{case.name} (cannot open)"
+    if not case.segmented:
+        return f"{case.name} - not segmented"
     flagged = f" - flagged: {', '.join(case.flagged_organs)}" if case.flagged_organs else ""
     return case.name + flagged

@@ -1,4 +1,5 @@
-"""The cases a review serves: one `segment` result folder, or the cases of a `batch` output folder.
+"""The cases a review serves: one `segment` result folder, the cases of a `batch` output folder, or a CT without
+results that the page segments into an output folder (`ct_case`).
 
 Everything the review reads or writes lies inside the folder it was started on (PATH): a case folder named
 by `batch_summary.csv` that resolves outside PATH (`../x`, an absolute path, a link leading out) is listed as
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from organseg.catalogue import organ as find_organ
+from organseg.cohort.batch import safe_name
+from organseg.ct.read import image_stem
 from organseg.errors import InputError, OrganSegError
 
 SUMMARY = "batch_summary.csv"
@@ -30,6 +33,7 @@ class Case:
     source: str = ""  #: the CT path as the result records it
     flagged_organs: list[str] = field(default_factory=list)
     problem: str | None = None
+    segmented: bool = True  #: False: a CT the page segments into `folder` (`ct_case`)
 
 
 def inside(root: Path, path: Path) -> bool:
@@ -48,10 +52,11 @@ def find_cases(path: Path) -> list[Case]:
     if (path / SUMMARY).is_file():
         cases = _cohort(path)
     elif (path / STATS).is_file():
-        cases = [_result(path, path.resolve().name)]
+        cases = [result_case(path, path.resolve().name)]
     else:
         raise InputError(f"{path}: no OrganSeg results here (neither {STATS} nor {SUMMARY}); give the folder "
-                         "`organseg segment -o` or `organseg batch -o` wrote")
+                         "`organseg segment -o` or `organseg batch -o` wrote, or a CT with -o OUT to segment it on "
+                         "the page")
     return sorted(cases, key=lambda c: -len(c.flagged_organs))
 
 
@@ -75,11 +80,12 @@ def _cohort(root: Path) -> list[Case]:
             cases.append(Case(name, folder, row.get("source", ""),
                               problem=f"failed in the batch: {row.get('message')}"))
         else:
-            cases.append(_result(folder, name))
+            cases.append(result_case(folder, name))
     return cases
 
 
-def _result(folder: Path, name: str) -> Case:
+def result_case(folder: Path, name: str) -> Case:
+    """The result in `folder` (its stats.json read for the CT and the flagged organs)."""
     stats = folder / STATS
     try:
         doc = json.loads(stats.read_text())
@@ -89,6 +95,26 @@ def _result(folder: Path, name: str) -> Case:
     except (OSError, ValueError, KeyError, TypeError) as err:
         return Case(name, folder, problem=f"{stats}: cannot read it ({type(err).__name__}: {err}); run the case again")
     return Case(name, folder, source, flagged)
+
+
+def ct_case(ct: Path, output: Path) -> Case:
+    """A CT the page segments, its results going into `output`: the result there when it is this CT's (a review
+    started again), else a case still to segment. Raises InputError when `output` holds another CT's results
+    (nothing of them is replaced) or is not a folder."""
+    ct = Path(ct).resolve()
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output}: exists and is not a folder; give -o a folder for the results")
+    if (output / STATS).is_file():
+        case = result_case(output, output.resolve().name)
+        if case.problem is None and Path(case.source).resolve() != ct:
+            raise InputError(f"{output}: holds the results of another CT ({case.source}); choose another -o, or "
+                             f"`organseg review {output}` to review them")
+        return case
+    if (output / SUMMARY).is_file():
+        raise InputError(f"{output}: holds a batch's results; choose another -o, or `organseg review {output}` to "
+                         "review them")
+    return Case(safe_name(image_stem(ct)), output, str(ct), segmented=False)
 
 
 def ct_path(case: Case, root: Path) -> Path:

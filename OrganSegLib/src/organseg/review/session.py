@@ -17,9 +17,10 @@ import vtk
 from organseg.atomic import atomic_file
 from organseg.catalogue import organ
 from organseg.ct.grid import same_grid
-from organseg.ct.read import _read_file as read_image_file, read_ct
-from organseg.errors import InputError, OrganSegError
+from organseg.ct.read import read_ct, read_image_file
+from organseg.errors import InputError, OrganSegError, OutputError
 from organseg.export.output_types import DICOM_FILES
+from organseg.export.seg_nrrd import FILE_NAME as SEG_NRRD
 from organseg.results.plausibility import check_masks
 from organseg.results.stats import organ_stats
 from organseg.review.cases import Case, ct_path, mask_files
@@ -28,10 +29,10 @@ from organseg.review.scene import add_ct, add_segmentation, organ_segments, segm
 
 log = logging.getLogger(__name__)
 
-#: Export kind -> file written into the case folder: the CLI's names with `_reviewed`, so the review never
-#: replaces what `segment` wrote, and a later export from the review replaces the earlier one.
-EXPORT_FILES = {**{kind: name.replace(".dcm", "_reviewed.dcm") for kind, name in DICOM_FILES.items()},
-                "seg-nrrd": "segmentation_reviewed.seg.nrrd"}
+#: Export kind -> file written into the case's `reviewed/` folder: the CLI's names, in a folder of their own so
+#: the review never replaces what `segment` wrote; a later export from the review replaces the earlier one.
+REVIEWED = "reviewed"
+EXPORT_FILES = {**DICOM_FILES, "seg-nrrd": SEG_NRRD}
 
 
 @dataclass
@@ -124,12 +125,13 @@ class CaseSession:
         masks = {k: m for k, m in self.current_masks().items() if m.any()}
         if not masks:
             raise InputError(f"{self.case.name}: every mask is empty; there is nothing to export")
-        path = self.case.folder / EXPORT_FILES[kind]
+        path = self.case.folder / REVIEWED / EXPORT_FILES[kind]
+        shown = f"{REVIEWED}/{path.name}"
         if kind == "seg-nrrd":
             from organseg.export.seg_nrrd import write_seg_nrrd
-            with atomic_file(path, ".seg.nrrd") as tmp:
+            with atomic_file(reviewed_folder(path), ".seg.nrrd") as tmp:
                 write_seg_nrrd(masks, self.ct, tmp)
-            return f"wrote {path.name}"
+            return f"wrote {shown}"
         if not (self.ct_file.is_dir() or self.ct_file.suffix.lower() == ".dcm"):
             raise InputError(f"{self.ct_file}: {EXPORT_FILES[kind]} needs the CT as a DICOM series (the export "
                              "references its images); segment the DICOM folder to export this")
@@ -145,9 +147,9 @@ class CaseSession:
             from organseg.export.rtstruct import write_rtstruct as write
         else:
             from organseg.export.dicom_seg import write_dicom_seg as write
-        for note in series.notes + write(on_series, series, path, overwrite=True):
+        for note in series.notes + write(on_series, series, reviewed_folder(path), overwrite=True):
             log.warning(note)
-        return f"wrote {path.name}: {len(on_series)} organs on {len(series.files)} slices"
+        return f"wrote {shown}: {len(on_series)} organs on {len(series.files)} slices"
 
     def set_opacity(self, organ_key: str, opacity: float) -> str:
         segment_id = organ_segments(self.segmentation).get(organ_key)
@@ -170,3 +172,13 @@ class CaseSession:
         self.volume.GetIJKToRASMatrix(matrix)
         point = matrix.MultiplyPoint((float(i), float(j), float(round(k)), 1.0))
         slicer.vtkMRMLSliceNode.JumpAllSlices(self.slicer_app.scene, *point[:3])
+
+
+def reviewed_folder(path: Path) -> Path:
+    """`path`, its `reviewed/` folder created (a file of that name is the user's: refused, never replaced)."""
+    try:
+        path.parent.mkdir(exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{path.parent}: cannot create the folder for the review's exports ({err.strerror})"
+                          ) from None
+    return path
