@@ -19,7 +19,7 @@ import SimpleITK as sitk
 pytest.importorskip("distributed", reason="the cluster extra is not installed: pip install 'organseg[cluster]'")
 
 from organseg.cli import main  # noqa: E402
-from organseg.cohort.cluster import ClusterSpec, connect, slurm_cluster  # noqa: E402
+from organseg.cohort.cluster import ClusterSpec, connect, slurm_cluster, slurm_dashboard  # noqa: E402
 
 HN_CASES = ("train/pt_1", "train/pt_10", "validation/pt_201")
 
@@ -177,10 +177,23 @@ def test_an_interrupted_client_leaves_no_half_case_and_its_rerun_resumes(tmp_pat
     assert [r["liver_ml"] for r in rows] == reference[:4] + reference[:3]
 
 
-def test_the_slurm_job_script_runs_one_worker_declaring_its_memory(tmp_path):
+def test_the_slurm_job_script_runs_one_worker_declaring_its_memory_and_the_dashboard_is_local(tmp_path):
+    import urllib.parse
+    import urllib.request
+
+    import psutil
+
+    before = _listening(psutil.Process())
     spec = ClusterSpec(kind="slurm", cores=4, memory="16GB", queue="long")
-    with slurm_cluster(spec) as cluster:
+    with slurm_cluster(spec) as cluster:  # submits nothing: the scheduler and its dashboard start here
         script = cluster.job_script()
+        opened = _listening(psutil.Process()) - before
+        link = slurm_dashboard(cluster, spec.listen)
+        dashboard = urllib.parse.urlsplit(link)
+        with urllib.request.urlopen(link, timeout=60) as page:
+            assert page.status == 200
+    assert dashboard.hostname == "127.0.0.1" and ("127.0.0.1", dashboard.port) in opened
+    assert not [ip for ip, port in opened if port == dashboard.port and ip != "127.0.0.1"], opened
     lines = script.splitlines()
     assert lines[0] == "#!/usr/bin/env bash"
     for directive in ("#SBATCH -p long", "#SBATCH -n 1", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=15G"):

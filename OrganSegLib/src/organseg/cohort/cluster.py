@@ -6,7 +6,8 @@ its need (a large CT) is not given to a worker together with another one that wo
 A worker that dies while running a task (killed, out of memory) has the task retried on another worker,
 `retries` times, before the task is reported lost: the scheduler's `allowed-failures`. A local cluster
 listens on 127.0.0.1 only (scheduler, workers, nannies and the dashboard, which shows CT file names and has no
-login), unless `listen` names another interface.
+login), unless `listen` names another interface. A Slurm cluster's scheduler has to be reached by its workers on
+other nodes, but its dashboard listens on `listen` too (reach it through an SSH tunnel).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class ClusterSpec:
     memory: str = "8GB"  #: memory per job
     queue: str | None = None  #: the batch system's queue (Slurm partition)
     retries: int = 2  #: re-runs of a task whose worker died
-    listen: str = "127.0.0.1"  #: the interface a local cluster listens on (scheduler, workers, dashboard)
+    listen: str = "127.0.0.1"  #: the interface a local cluster listens on (scheduler, workers, dashboard), and
+    #: a Slurm cluster's dashboard
 
     @property
     def distributed(self) -> bool:
@@ -56,6 +58,7 @@ class Cluster:
     client: Any  #: distributed.Client
     worker_memory: float | None  #: MEMORY of the largest worker; None where workers declare none
     where: str  #: said to the user: what runs the tasks
+    dashboard: str  #: the dashboard's URL, on the interface it listens on
 
 
 def require_dask():
@@ -90,7 +93,20 @@ def slurm_cluster(spec: ClusterSpec, **extra: Any):
     except ValueError:
         raise InputError(f"--memory {spec.memory}: not an amount of memory; write e.g. 16GB") from None
     return SLURMCluster(cores=spec.cores, processes=1, memory=spec.memory, queue=spec.queue,
-                        worker_extra_args=["--resources", f"{MEMORY}={memory}"], **extra)
+                        worker_extra_args=["--resources", f"{MEMORY}={memory}"],
+                        scheduler_options={"dashboard_address": dashboard_address(spec.listen)}, **extra)
+
+
+def slurm_dashboard(cluster: Any, listen: str) -> str:
+    """The dashboard's URL of a `slurm_cluster`: dask-jobqueue's own link names the scheduler's host, where the
+    dashboard does not listen."""
+    host = dashboard_address(listen).rsplit(":", 1)[0]
+    return f"http://{host}:{cluster.scheduler.http_server.port}/status"
+
+
+def dashboard_address(listen: str) -> str:
+    """host:port of the dashboard on the interface `listen` (an IPv6 address in brackets)."""
+    return f"[{listen}]:8787" if ":" in listen else f"{listen}:8787"
 
 
 def _worker_memory(client: Any) -> float | None:
@@ -112,7 +128,8 @@ def connect(spec: ClusterSpec, timeout_s: float = 60.0) -> Iterator[Cluster]:
                 client.wait_for_workers(1, timeout=timeout_s)
             except (OSError, TimeoutError) as err:
                 raise InputError(f"--scheduler {spec.scheduler}: no Dask scheduler with workers ({err})") from None
-            yield Cluster(client, _worker_memory(client), f"the Dask scheduler at {spec.scheduler}")
+            yield Cluster(client, _worker_memory(client), f"the Dask scheduler at {spec.scheduler}",
+                          client.dashboard_link)
             return
         if spec.kind == "slurm":
             cluster = stack.enter_context(slurm_cluster(spec))
@@ -121,10 +138,12 @@ def connect(spec: ClusterSpec, timeout_s: float = 60.0) -> Iterator[Cluster]:
             where = f"{spec.jobs} Slurm job(s) of {spec.cores} core(s) and {spec.memory}"
         else:
             memory = float(local_memory() // spec.workers)
-            host = f"[{spec.listen}]" if ":" in spec.listen else spec.listen  # an IPv6 address in a URL
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=spec.workers, threads_per_worker=1, processes=True, memory_limit=memory,
-                resources={MEMORY: memory}, host=spec.listen, dashboard_address=f"{host}:8787"))
+                resources={MEMORY: memory}, host=spec.listen, dashboard_address=dashboard_address(spec.listen)))
             where = f"{spec.workers} local worker process(es) of {memory / 2**30:.1f} GiB"
         client = stack.enter_context(distributed.Client(cluster))
-        yield Cluster(client, memory, where)
+        dashboard = client.dashboard_link
+        if spec.kind == "slurm":
+            dashboard = slurm_dashboard(cluster, spec.listen)
+        yield Cluster(client, memory, where, dashboard)

@@ -249,7 +249,7 @@ def add_cluster_options(parser: argparse.ArgumentParser, unit: str) -> None:
 def say_where(cluster: Cluster) -> None:
     """Where the tasks run and the Dask dashboard's address (above any progress bar)."""
     from tqdm import tqdm
-    tqdm.write(f"running on {cluster.where}; dashboard: {cluster.client.dashboard_link}", file=sys.stderr)
+    tqdm.write(f"running on {cluster.where}; dashboard: {cluster.dashboard}", file=sys.stderr)
 
 
 def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
