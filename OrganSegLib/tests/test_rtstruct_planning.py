@@ -228,6 +228,19 @@ def test_segment_checks_the_names_file_before_segmenting(openkbp_result, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_batch_names_the_rois_as_asked_and_checks_a_names_file_first(openkbp_result, tmp_path, capsys):
+    names = tmp_path / "names.json"
+    names.write_text('{"spinal_cord": "Cord"}')
+    batch = ["batch", str(openkbp_result / "ct"), "--models", str(BUNDLED), "--organs", "lungs,spinal_cord",
+             "--device", "cpu", "--output-type", "rtstruct"]
+    assert main([*batch, "-o", str(tmp_path / "refused"), "--roi-names", str(names)]) == 2
+    assert "names no ROI for lungs_right, lungs_left" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    assert main([*batch, "-o", str(tmp_path / "out"), "--roi-names", "catalogue"]) == 0
+    rt = pydicom.dcmread(tmp_path / "out" / "ct" / "rtstruct.dcm")
+    assert sorted(r.ROIName for r in rt.StructureSetROISequence) == ["Left lung", "Right lung", "Spinal cord"]
+
+
 # -- the split itself ------------------------------------------------------------------------------------------
 
 def test_sides_split_the_parotids_of_manual_contours_and_follow_the_geometry_not_the_array(openkbp_dir):

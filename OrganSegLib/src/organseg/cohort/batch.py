@@ -28,6 +28,7 @@ from organseg.ct.dicom_series import dicom_header
 from organseg.ct.read import IMAGE_SUFFIXES, image_stem, read_ct
 from organseg.errors import InputError, OrganSegError, OutputError, printable
 from organseg.export.output_types import dicom_writers
+from organseg.export.roi_names import TG263_NAMES, RoiNames
 from organseg.method.settings import Settings
 from organseg.results.folder import holds_results, write_result
 from organseg.results.result import Result
@@ -202,6 +203,7 @@ class BatchOptions:
     organs: tuple[str, ...] | str  #: catalogue keys, or "all" (every organ with a model), as `Segmenter` takes them
     fmt: str = "nifti"  #: image format of masks and label map: nifti or nrrd
     dicom_types: tuple[str, ...] = ()  #: DICOM exports into each folder: rtstruct, dicom-seg
+    roi_names: RoiNames = TG263_NAMES  #: what those exports call the ROIs and segments
     overwrite: bool = False  #: segment again a CT whose folder holds results
     resample_irregular: bool = False  #: resample irregular DICOM series instead of refusing them
     plan_warnings: tuple[str, ...] = ()  #: said once for the batch (`Segmenter.plan`), left out of each row
@@ -228,7 +230,7 @@ def segment_case(ct: Path, outdir: Path, segmenter: CaseSegmenter, options: Batc
                               f"{', '.join(missing)}; pass --overwrite to segment it again with these organs")
         return done
     t0 = time.perf_counter()
-    writers, series = dicom_writers(ct, outdir, None, list(options.dicom_types))
+    writers, series = dicom_writers(ct, outdir, None, list(options.dicom_types), options.roi_names)
     image = read_ct(ct, resample_irregular=options.resample_irregular, series=series)
     result = segmenter.segment(image, options.organs, source=str(ct))
     write_result(result, outdir, options.fmt, options.overwrite, source=str(ct), extra_writers=writers)

@@ -16,11 +16,13 @@ from tqdm import tqdm
 from organseg.catalogue import parse_organs
 from organseg.cohort.batch import (DONE_BEFORE, FAILED, SEGMENTED, SUMMARY, BatchOptions, case_names, find_cts,
                                    read_list, run_batch)
-from organseg.commands.options import (FLAGGED_EXIT, add_cluster_options, add_segmentation_options, cluster_spec,
-                                       make_segmenter, say_added_anchors, say_where)
+from organseg.commands.options import (FLAGGED_EXIT, add_cluster_options, add_roi_names_option,
+                                       add_segmentation_options, cluster_spec, make_segmenter, say_added_anchors,
+                                       say_where)
 from organseg.ct.checks import format_ml
 from organseg.errors import InputError, OutputError
 from organseg.export.output_types import parse_output_types
+from organseg.export.roi_names import load_roi_names
 from organseg.results.folder import check_writable
 
 
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True,
                    help=f"output folder: OUTDIR/<case>/ per CT and OUTDIR/{SUMMARY}")
     add_segmentation_options(p)
+    add_roi_names_option(p)
     add_cluster_options(p, "CT")
     p.set_defaults(func=run)
 
@@ -49,14 +52,17 @@ def run(args: argparse.Namespace) -> int:
             raise OutputError(f"{args.output}: inside the input DICOM folder {ct}; write the results elsewhere")
     check_writable(args.output)
     fmt, dicom_types = parse_output_types(args.output_type, args.format)
+    names = load_roi_names(args.roi_names)
     segmenter = make_segmenter(args)
     organs = args.organs if args.organs == "all" else tuple(o.key for o in parse_organs(args.organs))
     packages, added, plan_warnings = segmenter.plan(organs)  # every model present and verified before the first CT
     organs = tuple(p.organ.key for p in packages if p.organ.key not in added)  # 'all' resolved once
+    if dicom_types:
+        names.check_covers(p.organ for p in packages)  # before the first CT, not after it
     say_added_anchors(added)
     for warning in plan_warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    options = BatchOptions(organs, fmt, tuple(dicom_types), args.overwrite, args.resample_irregular,
+    options = BatchOptions(organs, fmt, tuple(dicom_types), names, args.overwrite, args.resample_irregular,
                            tuple(plan_warnings))
     rows = []
     with tqdm(total=len(cases), unit="CT", file=sys.stderr) as bar:  # closed before an interrupt message
