@@ -283,8 +283,13 @@ def test_page_segments_a_ct_without_results(data_dir: Path, tmp_path: Path):
     assert app.state.cases == [{"title": "example_ct - not segmented", "value": 0}]
     app.segment()  # nothing ticked
     assert app.state.message == "no organ ticked; tick the organs to segment" and not app.state.busy
+    reported = app._show_progress
+    app._show_progress = lambda p: (reported(p), app.cancel())  # Cancel pressed once the first organ starts
+    asyncio.run(app._segment(0, ["liver"], "cpu"))
+    assert app.state.message == "segmentation cancelled; nothing was written" and not app.state.busy
+    assert app.state.to_segment and not out.exists()
     shown = []
-    show = app._show_progress
+    show = reported
     app._show_progress = lambda p: (show(p), shown.append((app.state.progress, app.state.progress_text)))
     asyncio.run(app._segment(0, ["liver"], "cpu"))
     # the liver's anchor organ (the lungs) first, as `organseg segment` does

@@ -49,6 +49,7 @@ from trame_slicer.rca_view import register_rca_factories
 
 from organseg.ct.read import read_ct
 from organseg.errors import OrganSegError
+from organseg.method.inference import Cancelled
 from organseg.results.result import Progress
 from organseg.review.cases import Case
 from organseg.review.scene import add_ct
@@ -68,6 +69,7 @@ class ReviewApp(TrameApp):
         self.session: CaseSession | None = None
         self._leaving_to: int | None = None  #: the case asked for while the open one has unsaved edits
         self._started = False  #: whether the first case was opened (for the first page that connected)
+        self._cancel = False  #: Cancel was pressed during a segmentation (read by its worker thread)
         self.slicer = SlicerApp()
         register_rca_factories(self.slicer.view_manager, self.server)
         self.editor = SegmentEditorLogic(self.server, self.slicer)
@@ -179,12 +181,19 @@ class ReviewApp(TrameApp):
 
     async def _segment(self, index: int, organs: list[str], device: str) -> None:
         loop = asyncio.get_running_loop()
+        self._cancel = False
 
         def report(p: Progress) -> None:  # called on the worker thread
             loop.call_soon_threadsafe(self._show_progress, p)
 
         try:
-            case = await loop.run_in_executor(None, segment_case, self.cases[index], organs, device, report)
+            case = await loop.run_in_executor(None, segment_case, self.cases[index], organs, device, report,
+                                              lambda: self._cancel)
+        except Cancelled:
+            with self.state:
+                self.state.update({"busy": False, "message": "segmentation cancelled; nothing was written",
+                                   "message_kind": "warning"})
+            return
         except Exception as err:
             with self.state:
                 self.state.busy = False
@@ -200,6 +209,11 @@ class ReviewApp(TrameApp):
         opened = self._open(index)
         added = [key for key in self._require_session().organs if key not in organs]
         return opened + (f" ({', '.join(added)} added: anchor organs for post-processing)" if added else "")
+
+    def cancel(self) -> None:
+        """Stop the running segmentation at its next batch of slices."""
+        self._cancel = True
+        self.state.progress_text = "cancelling"
 
     def _show_progress(self, p: Progress) -> None:
         with self.state:
@@ -302,7 +316,9 @@ class ReviewApp(TrameApp):
                  disabled=("busy || !chosen_organs.length",))
         VProgressLinear(v_if=("busy",), model_value=("progress",), height=8, color="primary", classes="mb-1",
                         id="progress")
-        html.Div("{{ progress_text }}", v_if=("busy",), classes="text-body-2 mb-2", id="progress-text")
+        with html.Div(v_if=("busy",), classes="d-flex align-center ga-2 mb-2"):
+            html.Div("{{ progress_text }}", classes="text-body-2", id="progress-text")
+            VBtn("Cancel", click=self.cancel, id="cancel-segment", size="small", variant="tonal")
         html.Div("{{ message }}", id="message", classes=("`text-body-2 mb-2 text-${message_kind}`",),
                  style="word-break: break-word;")
 

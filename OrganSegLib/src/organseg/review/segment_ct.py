@@ -32,15 +32,15 @@ def devices() -> list[str]:
     return found + ["cpu"] * (found[0] != "cpu")
 
 
-def segment_case(case: Case, organs: list[str], device: str,
-                 progress: Callable[[Progress], None] | None = None) -> Case:
+def segment_case(case: Case, organs: list[str], device: str, progress: Callable[[Progress], None] | None = None,
+                 cancel: Callable[[], bool] | None = None) -> Case:
     """Segment the case's CT with the chosen organs, write the result into its folder, and return the case
-    as a result (what the page opens next)."""
+    as a result (what the page opens next). `cancel` answering True stops it (`Cancelled`), nothing written."""
     if case.segmented:
         raise InputError(f"{case.name}: already segmented; its results are in {case.folder}")
     if not organs:
         raise InputError("no organ ticked; tick the organs to segment")
     image = read_ct(Path(case.source))
-    result = Segmenter(device=device).segment(image, organs, progress=progress, source=case.source)
+    result = Segmenter(device=device).segment(image, organs, progress=progress, cancel=cancel, source=case.source)
     write_result(result, case.folder, source=case.source)
     return result_case(case.folder, case.name)
