@@ -228,8 +228,8 @@ def main() -> None:
     if trained:
         package = ModelPackage.load(trained[-1])
     else:
-        package = train_organ(organ.key, data, models, fit_config(args, organ.key), args.work / "train", args.resume, parent,
-                              margin=MARGIN, progress=False, device=args.device, workers=args.workers)
+        package = train_organ(organ.key, data, models, fit_config(args, organ.key), args.work / "train", args.resume,
+                              parent, margin=MARGIN, progress=False, device=args.device, workers=args.workers)
     threshold, by_threshold = choose_threshold(package, organ.key, selection_folders(data))
     with tempfile.TemporaryDirectory() as tmp:
         rows = patient_metrics(with_threshold(package, threshold, Path(tmp)), organ.key, heldout_folders(organ.key))

@@ -100,13 +100,17 @@ def slurm_cluster(spec: ClusterSpec, **extra: Any):
 def slurm_dashboard(cluster: Any, listen: str) -> str:
     """The dashboard's URL of a `slurm_cluster`: dask-jobqueue's own link names the scheduler's host, where the
     dashboard does not listen."""
-    host = dashboard_address(listen).rsplit(":", 1)[0]
-    return f"http://{host}:{cluster.scheduler.http_server.port}/status"
+    return f"http://{_url_host(listen)}:{cluster.scheduler.http_server.port}/status"
 
 
 def dashboard_address(listen: str) -> str:
-    """host:port of the dashboard on the interface `listen` (an IPv6 address in brackets)."""
-    return f"[{listen}]:8787" if ":" in listen else f"{listen}:8787"
+    """host:port of the dashboard on the interface `listen`."""
+    return f"{_url_host(listen)}:8787"
+
+
+def _url_host(address: str) -> str:
+    """The address as a URL's host (an IPv6 address in brackets)."""
+    return f"[{address}]" if ":" in address else address
 
 
 def _worker_memory(client: Any) -> float | None:

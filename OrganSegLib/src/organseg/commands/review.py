@@ -46,14 +46,14 @@ def free_port(host: str, port: int) -> int:
 def review_cases(path: Path, output: Path | None) -> tuple[Path, list]:
     """The folder the review writes into and its cases: PATH's results, or the CT PATH segmented into OUTPUT."""
     from organseg.ct.read import read_ct
-    from organseg.review.cases import ct_case, find_cases
+    from organseg.review.cases import STATS, SUMMARY, ct_case, find_cases
 
     if output is None:
         if path.is_file():
             raise InputError(f"{path}: a CT without results; give -o OUT, the folder the page writes its results "
                              "into")
         return path, find_cases(path)
-    if path.is_dir() and any((path / name).exists() for name in ("stats.json", "batch_summary.csv")):
+    if path.is_dir() and any((path / name).exists() for name in (STATS, SUMMARY)):
         raise InputError(f"{path}: holds results already; review them with `organseg review {path}` (no -o)")
     read_ct(path)  # a file that is no CT is refused here, in one line, not on the page
     case = ct_case(path, output)

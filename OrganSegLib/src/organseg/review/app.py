@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
+import SimpleITK as sitk
 from aiohttp import web
 from trame.app import TrameApp, asynchronous
 from trame.widgets import html
@@ -70,6 +71,7 @@ class ReviewApp(TrameApp):
         self._leaving_to: int | None = None  #: the case asked for while the open one has unsaved edits
         self._started = False  #: whether the first case was opened (for the first page that connected)
         self._cancel = False  #: Cancel was pressed during a segmentation (read by its worker thread)
+        self._ct: sitk.Image | None = None  #: the CT shown without results, which Segment segments
         self.slicer = SlicerApp()
         register_rca_factories(self.slicer.view_manager, self.server)
         self.editor = SegmentEditorLogic(self.server, self.slicer)
@@ -78,7 +80,7 @@ class ReviewApp(TrameApp):
         self.mpr = MprInteractionButtonLogic(self.server, self.slicer)
         self.state.update({
             "trame__title": "OrganSeg review",
-            "cases": [{"title": _case_title(c), "value": i} for i, c in enumerate(cases)],
+            "cases": _case_items(cases),
             "case_index": 0, "rows": [], "skipped": [], "message": "", "message_kind": "info",
             "to_segment": False, "organ_choices": organ_choices(), "chosen_organs": [], "devices": devices(),
             "busy": False, "progress": 0, "progress_text": "",
@@ -160,7 +162,8 @@ class ReviewApp(TrameApp):
 
     def _open_ct(self, case: Case) -> str:
         """A CT without results: the CT alone in the views, the organ checklist in the panel."""
-        volume = add_ct(self.slicer.scene, read_ct(Path(case.source)), case.name)
+        self._ct = read_ct(Path(case.source))
+        volume = add_ct(self.slicer.scene, self._ct, case.name)
         self.slicer.display_manager.show_volume(volume, do_reset_views=True)
         self.volume_properties.on_volume_changed(volume)
         self.slicer.volume_rendering.get_vr_display_node(volume).SetVisibility(False)
@@ -187,8 +190,8 @@ class ReviewApp(TrameApp):
             loop.call_soon_threadsafe(self._show_progress, p)
 
         try:
-            case = await loop.run_in_executor(None, segment_case, self.cases[index], organs, device, report,
-                                              lambda: self._cancel)
+            case = await loop.run_in_executor(None, segment_case, self.cases[index], self._ct, organs, device,
+                                              report, lambda: self._cancel)
         except Cancelled:
             with self.state:
                 self.state.update({"busy": False, "message": "segmentation cancelled; nothing was written",
@@ -201,8 +204,9 @@ class ReviewApp(TrameApp):
             return
         with self.state:
             self.cases[index] = case
-            self.state.cases = [{"title": _case_title(c), "value": i} for i, c in enumerate(self.cases)]
+            self.state.cases = _case_items(self.cases)
             self.state.busy = False
+            self._ct = None
             self._run(self._open_segmented, index, organs)
 
     def _open_segmented(self, index: int, organs: list[str]) -> str:
@@ -319,8 +323,7 @@ class ReviewApp(TrameApp):
         with html.Div(v_if=("busy",), classes="d-flex align-center ga-2 mb-2"):
             html.Div("{{ progress_text }}", classes="text-body-2", id="progress-text")
             VBtn("Cancel", click=self.cancel, id="cancel-segment", size="small", variant="tonal")
-        html.Div("{{ message }}", id="message", classes=("`text-body-2 mb-2 text-${message_kind}`",),
-                 style="word-break: break-word;")
+        _message_line()
 
     def _result_panel(self) -> None:
         with html.Div(classes="d-flex flex-wrap ga-1 mb-2"):
@@ -330,8 +333,7 @@ class ReviewApp(TrameApp):
             for kind, label in (("rtstruct", "RTSTRUCT"), ("dicom-seg", "DICOM SEG"), ("seg-nrrd", ".seg.nrrd")):
                 VBtn(f"Export {label}", click=(self.export, f"['{kind}']"), id=f"export-{kind}", size="small",
                      variant="tonal")
-        html.Div("{{ message }}", id="message", classes=("`text-body-2 mb-2 text-${message_kind}`",),
-                 style="word-break: break-word;")
+        _message_line()
         html.Div("Left out: {{ item }}", v_for="item in skipped", classes="text-body-2 text-warning skipped")
         VDivider(classes="my-2")
         with VTable(density="compact", id="volume-table"):
@@ -360,6 +362,16 @@ async def _same_origin_only(request: web.Request, handler):
     if origin is not None and origin != f"{request.scheme}://{request.host}":
         raise web.HTTPForbidden(text=f"requests from {origin} are refused")
     return await handler(request)
+
+
+def _message_line() -> None:
+    """The page's one-line answer to the last action."""
+    html.Div("{{ message }}", id="message", classes=("`text-body-2 mb-2 text-${message_kind}`",),
+             style="word-break: break-word;")
+
+
+def _case_items(cases: list[Case]) -> list[dict]:
+    return [{"title": _case_title(c), "value": i} for i, c in enumerate(cases)]
 
 
 def _case_title(case: Case) -> str:

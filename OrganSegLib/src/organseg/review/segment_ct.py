@@ -6,11 +6,11 @@ output folder only, and opens like any other result.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
+import SimpleITK as sitk
+
 from organseg.catalogue import ORGANS, REGIONS
-from organseg.ct.read import read_ct
 from organseg.errors import InputError
 from organseg.method.model_package import ModelStore
 from organseg.method.runtime import resolve_device
@@ -18,6 +18,7 @@ from organseg.results.folder import write_result
 from organseg.results.result import Progress
 from organseg.review.cases import Case, result_case
 from organseg.segmenter import Segmenter
+
 
 def organ_choices(store: ModelStore | None = None) -> list[dict]:
     """The organs a model is installed for, by region then catalogue order: {organ, name, region} rows."""
@@ -32,15 +33,15 @@ def devices() -> list[str]:
     return found + ["cpu"] * (found[0] != "cpu")
 
 
-def segment_case(case: Case, organs: list[str], device: str, progress: Callable[[Progress], None] | None = None,
-                 cancel: Callable[[], bool] | None = None) -> Case:
-    """Segment the case's CT with the chosen organs, write the result into its folder, and return the case
-    as a result (what the page opens next). `cancel` answering True stops it (`Cancelled`), nothing written."""
+def segment_case(case: Case, image: sitk.Image, organs: list[str], device: str,
+                 progress: Callable[[Progress], None] | None = None, cancel: Callable[[], bool] | None = None) -> Case:
+    """Segment the case's CT (`image`, as the page read it from `case.source`) with the chosen organs, write the
+    result into its folder, and return the case as a result (what the page opens next). `cancel` answering True
+    stops it (`Cancelled`), nothing written."""
     if case.segmented:
         raise InputError(f"{case.name}: already segmented; its results are in {case.folder}")
     if not organs:
         raise InputError("no organ ticked; tick the organs to segment")
-    image = read_ct(Path(case.source))
     result = Segmenter(device=device).segment(image, organs, progress=progress, cancel=cancel, source=case.source)
     write_result(result, case.folder, source=case.source)
     return result_case(case.folder, case.name)
