@@ -89,10 +89,14 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--workers", type=int, default=0, help="batch-making processes on a GPU")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads")
+    parser.add_argument("--context-slices", type=int, default=0, help="slices on each side fed as extra input "
+                        "channels (2.5D); a 2D --parent is widened to them")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights, sampling and augmentation")
 
 
 def fit_config(args: argparse.Namespace, organ_key: str) -> FitConfig:
     """The recipe's settings for the organ with the command line's."""
     return FitConfig(**{**CONFIG, "max_steps": args.steps, "max_seconds": args.minutes * 60, "lr": args.lr,
                         "batch_size": args.batch_size, "val_every": args.val_every, "patience": args.patience,
-                        "margin_below": margin_below(organ_key)})
+                        "margin_below": margin_below(organ_key), "context": args.context_slices,
+                        "seed": args.seed})

@@ -88,7 +88,8 @@ def patient_metrics(package: ModelPackage, organ_key: str, folders: list[Path], 
 def with_threshold(package: ModelPackage, threshold: float, folder: Path) -> ModelPackage:
     """The package's network with another probability threshold, written to `folder`."""
     return write_package(folder, package.organ.key, package.state_dict_arrays(), package.channels,
-                         package.meta["training"], package.meta["metrics"], package.version, threshold)
+                         package.meta["training"], package.meta["metrics"], package.version, threshold,
+                         context=package.context)
 
 
 def choose_threshold(package: ModelPackage, organ_key: str, folders: list[Path]) -> tuple[float, dict[str, float]]:
@@ -242,7 +243,7 @@ def main() -> None:
         training["note"] = args.note
     installed = ModelStore([args.install]).available().get(organ.key, {}) if args.install.is_dir() else {}
     shipped = write_package(args.install, organ.key, package.state_dict_arrays(), package.channels, training,
-                            metrics, max([package.version - 1, 0, *installed]) + 1, threshold)
+                            metrics, max([package.version - 1, 0, *installed]) + 1, threshold, context=package.context)
     print(f"\n{organ.key}: held-out patients {table['patients']}, Dice median {table['dice']['median']:.3f} "
           f"[{table['dice']['min']:.3f}, {table['dice']['max']:.3f}], NSD 3 mm {table['nsd_3mm']['median']:.3f}, "
           f"HD95 {table['hd95_mm']['median']:.1f} mm, Dice within the contoured range "

@@ -26,7 +26,7 @@ STRUCTURES = {"liver": 5, "pancreas": 7, "adrenal_gland_right": 8, "colon": 20, 
 class ReferenceRuntime:
     """Answers each prepared slice with the reference mask of that slice, and counts the slices it ran."""
 
-    name = "reference"
+    name, context = "reference", 0
 
     def __init__(self, prepared: Prepared, reference: np.ndarray) -> None:
         record, reference = prepared.record, reference.astype(np.float32)
@@ -126,6 +126,8 @@ def random_profiles(seed: int, n: int, k: int, longest: int, count: int = 50):
 
 class ProfileRuntime:
     """Answers a whole slice of organ wherever the profile says found, and counts the slices it ran."""
+
+    context = 0
 
     def __init__(self, found: np.ndarray) -> None:
         self.found, self.calls = found, 0

@@ -20,7 +20,7 @@ class SlabRuntime:
     """Answers each prepared slice of one CT with a centred square of the side its canonical slice index is given
     (nothing elsewhere), and records the slices it ran."""
 
-    name = "slabs"
+    name, context = "slabs", 0
 
     def __init__(self, rows: dict[bytes, int], sides: dict[int, int]) -> None:
         self.rows, self.sides, self.ran = rows, sides, []

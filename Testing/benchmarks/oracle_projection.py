@@ -39,6 +39,7 @@ class OracleRuntime:
 
     def __init__(self, real, answers: dict[str, np.ndarray]) -> None:
         self.real, self.answers, self.slices = real, answers, 0
+        self.context = real.context
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         self.real.predict(batch)

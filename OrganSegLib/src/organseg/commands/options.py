@@ -19,7 +19,7 @@ from organseg.cohort.cluster import Cluster, ClusterSpec, require_dask
 from organseg.ct.dicom_series import find_series
 from organseg.errors import InputError
 from organseg.method.inference import INTERPOLATE_MM
-from organseg.method.model_package import ModelStore
+from organseg.method.model_package import MAX_CONTEXT, ModelStore
 from organseg.method.preprocess import INPUT_HEIGHT, INPUT_WIDTH
 from organseg.method.runtime import DEVICES, resolve_device
 from organseg.segmenter import Segmenter, Settings
@@ -169,6 +169,9 @@ def add_training_options(p: argparse.ArgumentParser, defaults: FitConfig, organ_
     p.add_argument("--foreground-fraction", type=float, default=defaults.foreground_fraction,
                    help=f"share of crops centred on the organ (default {defaults.foreground_fraction})")
     p.add_argument("--poly-lr", action="store_true", help="decay the learning rate to 0 over --steps or --max-minutes")
+    p.add_argument("--context-slices", type=int, default=defaults.context, metavar="K",
+                   help=f"also feed the K slices on each side as input channels (2.5D; 0 to {MAX_CONTEXT}, default "
+                        f"{defaults.context}: the slice alone); recorded in the package, so inference feeds the same")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: a CUDA GPU if there is one (mixed precision, DataLoader workers), else the CPU")
@@ -191,11 +194,14 @@ def fit_config(args: argparse.Namespace) -> FitConfig:
         raise InputError(f"--max-minutes must be positive (got {args.max_minutes})")
     if args.margin_below is not None and args.margin_below < 0:
         raise InputError(f"--margin-below must be 0 or more (got {args.margin_below})")
+    if not 0 <= args.context_slices <= MAX_CONTEXT:
+        raise InputError(f"--context-slices must be from 0 to {MAX_CONTEXT} (got {args.context_slices})")
     if not 0 <= args.foreground_fraction <= 1:
         raise InputError(f"--foreground-fraction must be between 0 and 1 (got {args.foreground_fraction})")
     return FitConfig(args.steps, args.batch_size, args.lr, args.val_every, args.patience, args.seed,
                      not args.no_augment, args.max_minutes * 60 if args.max_minutes else None,
-                     _patch(args.patch), args.foreground_fraction, args.margin_below, args.poly_lr)
+                     _patch(args.patch), args.foreground_fraction, args.margin_below, args.poly_lr,
+                     args.context_slices)
 
 
 def _patch(value: str | None) -> tuple[int, int] | None:

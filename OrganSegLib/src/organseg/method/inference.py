@@ -120,7 +120,7 @@ class _RowPredictor:
             if self.cancel is not None and self.cancel():
                 raise Cancelled()
             batch = rows[start:start + self.batch_size]
-            for row, prob in zip(batch, self.runtime.predict(self.prepared.batch(batch))):
+            for row, prob in zip(batch, self.runtime.predict(self.prepared.batch(batch, self.runtime.context))):
                 organ = prob >= self.threshold
                 self.found[row] = organ.any()
                 if self.found[row]:

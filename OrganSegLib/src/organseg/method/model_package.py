@@ -9,6 +9,10 @@ files it lists (plain names, no links, no subfolders: an ONNX model's external w
 loaded unchecked), its name `<organ>-v<version>` agrees with `model.json`, and the threshold and HU window are
 numbers a network can be run with.
 
+`input.context_slices` (k, default 0) records what the network reads: the slice alone (the paper's 2D input) or
+also the k slices on each side as extra channels (2.5D), so inference feeds it as it was trained
+(`preprocess.Prepared.batch`).
+
 A package of kind `LABELLER` holds a classical labeller instead of a network: `architecture.name` names the
 labeller (see `organseg.method.runtime.LABELLERS`) and `parameters.json` its parameters, checksummed the same way,
 so it is listed, verified and run through the same paths as a network.
@@ -39,6 +43,7 @@ WEIGHTS_FILE = "weights.npz"
 ONNX_FILE = "model.onnx"
 PARAMETERS_FILE = "parameters.json"
 NETWORK, LABELLER = "network", "classical labeller"  #: package kinds (`architecture.kind`)
+MAX_CONTEXT = 4  #: the most slices on each side a package may read (`input.context_slices`)
 _DIR_PATTERN = re.compile(r"^(?P<organ>[a-z_]+)-v(?P<version>\d+)$")
 _REQUIRED = {"schema": str, "organ": str, "version": int, "architecture": dict, "files": dict}
 _NETWORK_REQUIRED = {"input": dict, "threshold": float}
@@ -81,6 +86,15 @@ class ModelPackage:
     @property
     def channels(self) -> tuple[int, ...]:
         return tuple(self.meta["architecture"]["channels"])
+
+    @property
+    def context(self) -> int:
+        """Slices on each side of a slice that the network also reads (0: the slice alone)."""
+        return int(self.meta["input"].get("context_slices", 0))
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.context + 1
 
     @property
     def hu_window(self) -> tuple[float, float]:
@@ -180,10 +194,12 @@ class ModelPackage:
 
 def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dict[str, np.ndarray],
                   channels: tuple[int, ...], training: dict[str, Any], metrics: dict[str, Any],
-                  version: int | None = None, threshold: float = 0.5, export_onnx: bool = True) -> ModelPackage:
+                  version: int | None = None, threshold: float = 0.5, export_onnx: bool = True,
+                  context: int = 0) -> ModelPackage:
     """Write a new package version atomically; never replaces an existing version.
 
-    `version` defaults to one more than the highest installed version of the organ.
+    `version` defaults to one more than the highest installed version of the organ; `context`: slices on each
+    side the network reads (`ModelPackage.context`).
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +214,7 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
         files = {WEIGHTS_FILE: {"sha256": sha256(tmp / WEIGHTS_FILE)}}
         if export_onnx:
             from organseg.method.onnx_export import export_onnx as _export
-            _export(state_dict, channels, tmp / ONNX_FILE)
+            _export(state_dict, channels, tmp / ONNX_FILE, 2 * context + 1)
             files[ONNX_FILE] = {"sha256": sha256(tmp / ONNX_FILE)}
         meta = {
             "schema": SCHEMA, "organ": key, "version": version,
@@ -208,7 +224,8 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
                              "parameters": int(sum(np.asarray(v).size for k, v in state_dict.items()
                                                    if not k.endswith(("running_mean", "running_var",
                                                                       "num_batches_tracked"))))},
-            "input": {"height": INPUT_HEIGHT, "width": INPUT_WIDTH, "hu_window": list(HU_WINDOW), "levels": LEVELS},
+            "input": {"height": INPUT_HEIGHT, "width": INPUT_WIDTH, "hu_window": list(HU_WINDOW), "levels": LEVELS,
+                      **({"context_slices": context} if context else {})},
             "threshold": float(threshold), "files": files, "training": training, "metrics": metrics,
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -256,6 +273,9 @@ def _check_numbers(meta: dict[str, Any], meta_path: Path) -> None:
     levels = meta["input"].get("levels")
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise ModelError(f"{meta_path}: levels {levels} is not a positive whole number")
+    context = meta["input"].get("context_slices", 0)
+    if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= MAX_CONTEXT:
+        raise ModelError(f"{meta_path}: context_slices {context} is not a whole number from 0 to {MAX_CONTEXT}")
 
 
 def _check_folder_name(path: Path, meta: dict[str, Any], meta_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The light 2D Res-UNet of the method (about 0.5 M parameters), in PyTorch.
 
-Input (N, 1, 224, 304) quantised CT slices, output (N, 1, 224, 304) logits of one organ.
+Input (N, C, 224, 304) quantised CT slices, output (N, 1, 224, 304) logits of one organ. C is 1 (the paper's
+2D network) or 2k + 1 for a package that also reads the k slices on each side (`ModelPackage.context`).
 """
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ class ResBlock(nn.Module):
 class ResUNet2D(nn.Module):
     """U-Net with residual blocks; len(channels)-1 down-samplings, so inputs must divide by 2**(len-1)."""
 
-    def __init__(self, channels: tuple[int, ...] = DEFAULT_CHANNELS) -> None:
+    def __init__(self, channels: tuple[int, ...] = DEFAULT_CHANNELS, in_channels: int = 1) -> None:
         super().__init__()
-        self.channels = tuple(channels)
+        self.channels, self.in_channels = tuple(channels), in_channels
         self.encoders = nn.ModuleList()
-        c_prev = 1
+        c_prev = in_channels
         for c in channels:
             self.encoders.append(ResBlock(c_prev, c))
             c_prev = c

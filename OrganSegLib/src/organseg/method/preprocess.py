@@ -82,9 +82,20 @@ class Prepared:
     inputs: np.ndarray  #: (n, H, W) float32 in [0, 1], one row per slice in `record.slices_with_body`
     record: CropRecord
 
-    def batch(self, indices: np.ndarray) -> np.ndarray:
-        """(n, 1, H, W) network input of the given rows of `inputs`."""
-        return self.inputs[indices][:, None]
+    def batch(self, indices: np.ndarray, context: int = 0) -> np.ndarray:
+        """(n, 2 * context + 1, H, W) network input of the given rows of `inputs`: each row with the `context`
+        rows on each side, inferior first (`context_rows`)."""
+        return self.inputs[context_rows(np.asarray(indices), len(self.inputs), context)]
+
+
+def context_rows(rows: np.ndarray, n: int, context: int) -> np.ndarray:
+    """(len(rows), 2 * context + 1) rows of each row's neighbourhood among n rows, inferior first.
+
+    The neighbours of a slice are the adjacent slices with body; at an end the last one repeats, as a network
+    trained on whole CTs has seen. Each slice is cropped to its own body box, so the neighbours are resized
+    with their own crop: training reads them the same way (`training.loop.SliceSet`).
+    """
+    return np.clip(rows[:, None] + np.arange(-context, context + 1), 0, n - 1)
 
 
 def prepare(volume: np.ndarray, window: tuple[float, float] = HU_WINDOW, levels: int = LEVELS,

@@ -20,9 +20,10 @@ Labeller = Callable[[np.ndarray, tuple[float, float, float], np.ndarray | None],
 
 
 class Runtime(Protocol):
-    """Probabilities (N, H, W) float32 of one organ for a batch (N, 1, H, W) of prepared slices."""
+    """Probabilities (N, H, W) float32 of one organ for a batch (N, 2 * context + 1, H, W) of prepared slices."""
 
     name: str
+    context: int  #: slices on each side the network reads (`ModelPackage.context`)
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -47,6 +48,7 @@ class OrtRuntime:
 
         if package.onnx_path is None:
             raise ModelError(f"{package.path}: has no {package.path.name}/model.onnx; re-export the package")
+        self.context = package.context
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -59,6 +61,9 @@ class OrtRuntime:
         if [i.name for i in self.session.get_inputs()] != ["slices"] or len(self.session.get_outputs()) != 1:
             raise ModelError(f"{package.onnx_path}: is not an OrganSeg network (one input 'slices', one output); "
                              "reinstall the model package")
+        if self.session.get_inputs()[0].shape[1] != package.in_channels:
+            raise ModelError(f"{package.onnx_path}: reads {self.session.get_inputs()[0].shape[1]} channels where "
+                             f"model.json says {package.in_channels}; reinstall the model package")
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -76,6 +81,7 @@ class TorchRuntime:
         self.torch = torch
         self.device = torch.device(device)
         self.name = f"torch-{device}"
+        self.context = package.context
         self.net = package_network(package).eval().to(self.device)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -90,7 +96,7 @@ def package_network(package: ModelPackage) -> ResUNet2D:
 
     from organseg.method.network import ResUNet2D
 
-    net = ResUNet2D(package.channels)
+    net = ResUNet2D(package.channels, package.in_channels)
     try:
         net.load_state_dict({k: torch.from_numpy(v) for k, v in package.state_dict_arrays().items()})
     except (RuntimeError, TypeError) as err:  # missing, unexpected or misshapen tensors; non-numeric arrays

@@ -24,3 +24,5 @@ class FitConfig:
     margin_below: int | None = None  #: slices below the organ to train on (default: the margin)
     #: decay the learning rate as (1 - used) ** 0.9 (nnU-Net's schedule), `used` the share of the step or time budget
     poly_lr: bool = False
+    #: slices on each side the network also reads, as extra input channels (0: the paper's 2D input)
+    context: int = 0

@@ -3,7 +3,7 @@ come from a dataset CSV, `training.run`, or from a pack, `training.pack`)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from organseg.catalogue import Organ, organ as find_organ
-from organseg.errors import OutputError
+from organseg.errors import InputError, OutputError
 from organseg.method.model_package import ModelPackage, ModelStore, write_package
 from organseg.method.network import DEFAULT_CHANNELS, ResUNet2D
+from organseg.method.preprocess import context_rows
 from organseg.method.runtime import package_network
 from organseg.training.augment import Augmentation
 from organseg.training.cases import CaseSlices, decode, log_to_stderr
@@ -21,22 +22,56 @@ from organseg.training.config import CHECKPOINT, FitConfig
 from organseg.training.loop import SliceSet, Trainer, state_dict_arrays
 from organseg.training.split import Split, split_cases
 
-def _slice_set(cases: list[CaseSlices], rows: dict[str, np.ndarray]) -> SliceSet:
+def _slice_set(cases: list[CaseSlices], rows: dict[str, np.ndarray], context: int = 0) -> SliceSet:
+    """The chosen rows of each case; with `context`, each row also reads its neighbours in its case, as
+    inference reads a CT's (the case's slices are consecutive slices with body)."""
     chosen = [(c, rows[c.spec.name]) for c in cases if c.spec.name in rows]
-    codes = np.concatenate([c.codes[r] for c, r in chosen]) if chosen else np.zeros((0, 1, 1), np.uint8)
-    targets = np.concatenate([c.targets[r] for c, r in chosen]) if chosen else np.zeros((0, 1, 1), bool)
-    centres = np.concatenate([c.centres()[r] for c, r in chosen]) if chosen else np.zeros((0, 2), np.int64)
-    return SliceSet(codes, targets, decode, centres)
+    if not chosen:
+        return SliceSet(np.zeros((0, 1, 1), np.uint8), np.zeros((0, 1, 1), bool), decode, np.zeros((0, 2), np.int64),
+                        np.zeros((0, 2 * context + 1), np.int64))
+    if context == 0:  # only the chosen rows' codes, as they are all the samples read
+        return SliceSet(np.concatenate([c.codes[r] for c, r in chosen]),
+                        np.concatenate([c.targets[r] for c, r in chosen]), decode,
+                        np.concatenate([c.centres()[r] for c, r in chosen]))
+    starts = np.cumsum([0] + [len(c.codes) for c, _ in chosen])
+    return SliceSet(np.concatenate([c.codes for c, _ in chosen]), np.concatenate([c.targets[r] for c, r in chosen]),
+                    decode, np.concatenate([c.centres()[r] for c, r in chosen]),
+                    np.concatenate([start + context_rows(r, len(c.codes), context)
+                                    for (c, r), start in zip(chosen, starts)]))
 
 
-def training_slices(cases: list[CaseSlices], seed: int, log: Callable[[str], None] = log_to_stderr
-                    ) -> tuple[Split, SliceSet, SliceSet]:
-    """The per-source split of the cases and its train and validation slices."""
+def with_parent_context(config: FitConfig, parent: ModelPackage | None) -> FitConfig:
+    """A continued 2.5D network keeps its context (asked for or not); a 2D one may be widened (`widened_input`)."""
+    if parent is None or not parent.context:
+        return config
+    if config.context in (0, parent.context):
+        return replace(config, context=parent.context)
+    raise InputError(f"{parent.path}: reads {parent.context} slices on each side; continue it with that context, "
+                     f"not {config.context}")
+
+
+def widened_input(net: ResUNet2D, context: int) -> ResUNet2D:
+    """A 2.5D network reading `context` slices on each side that computes what the 2D `net` computes: the
+    first layers' weights on the middle channel, zeros on the neighbours, so training starts from the parent."""
+    wide = ResUNet2D(net.channels, 2 * context + 1)
+    state = net.state_dict()
+    for name, weight in wide.state_dict().items():
+        if weight.shape != state[name].shape:  # the first block's convolutions that read the input
+            grown = torch.zeros_like(weight)
+            grown[:, context:context + 1] = state[name]
+            state[name] = grown
+    wide.load_state_dict(state)
+    return wide
+
+
+def training_slices(cases: list[CaseSlices], seed: int, log: Callable[[str], None] = log_to_stderr,
+                    context: int = 0) -> tuple[Split, SliceSet, SliceSet]:
+    """The per-source split of the cases and its train and validation slices (`context`: see `_slice_set`)."""
     split = split_cases(cases, seed)
     for source in split.description["within_patient_sources"]:
         log(f"note: source '{source}' has one case: validation is its most superior slice block, a "
             "within-patient split (not a patient split); the validation Dice overstates generalisation")
-    return split, _slice_set(cases, split.train), _slice_set(cases, split.val)
+    return split, _slice_set(cases, split.train, context), _slice_set(cases, split.val, context)
 
 
 def work_folder(organ: Organ, out_dir: Path, work_dir: Path | None, resume: bool) -> Path:
@@ -59,14 +94,19 @@ def fit_organ(organ_key: str, cases: list[CaseSlices], data: tuple[str, str], ou
     Checkpoints go to `work_dir` (default OUT/.train-<organ>); `resume` continues from its checkpoint.
     """
     organ, out_dir = find_organ(organ_key), Path(out_dir)
+    config = with_parent_context(config, parent)
     work = work_folder(organ, out_dir, work_dir, resume)
-    split, train, val = training_slices(cases, config.seed, log)
+    split, train, val = training_slices(cases, config.seed, log, config.context)
     work.mkdir(parents=True, exist_ok=True)
     (work / "split.json").write_text(json.dumps(split.description, indent=2) + "\n")
 
     torch.manual_seed(config.seed)  # reproducible initial weights
-    net = package_network(parent) if parent is not None else ResUNet2D(DEFAULT_CHANNELS)
+    net = package_network(parent) if parent is not None else ResUNet2D(DEFAULT_CHANNELS, 2 * config.context + 1)
+    if parent is not None and parent.context != config.context:
+        net = widened_input(net, config.context)
     settings = {k: v for k, v in asdict(config).items() if k not in ("max_steps", "patience", "max_seconds")}
+    if not config.context:  # 2D, as every checkpoint written before 2.5D input: those still resume
+        del settings["context"]
     identity = {"organ": organ.key, "data_sha256": data[1], "margin": margin, **settings,
                 "parent": parent.meta["files"]["weights.npz"]["sha256"] if parent else None}
     trainer = Trainer(net, config, Augmentation() if config.augment else None, work / CHECKPOINT, identity, device,
@@ -123,7 +163,8 @@ def fit_organ(organ_key: str, cases: list[CaseSlices], data: tuple[str, str], ou
         installed = ModelStore([out_dir]).available().get(organ.key, {})
         inherited = [parent.version] if parent.organ.key == organ.key else []  # another organ's: a new line
         version = max([0, *inherited, *installed]) + 1
-    package = write_package(out_dir, organ.key, state_dict_arrays(net), net.channels, training, metrics, version)
+    package = write_package(out_dir, organ.key, state_dict_arrays(net), net.channels, training, metrics, version,
+                            context=config.context)
     log(f"wrote {package.path} (validation Dice {state.best_dice:.4f} at step {state.best_step}, "
         f"{state.step} steps, {state.seconds:.0f} s)")
     return package

@@ -46,8 +46,8 @@ def _step(net: nn.Module, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: 
 
 
 def _tensor(batch: np.ndarray) -> torch.Tensor:
-    """(B, H, W) array -> (B, 1, H, W) float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)[:, None])
+    """(B, C, H, W) array -> float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
 
 
 def state_dict_arrays(net: nn.Module) -> dict[str, np.ndarray]:
@@ -57,19 +57,28 @@ def state_dict_arrays(net: nn.Module) -> dict[str, np.ndarray]:
 
 @dataclass
 class SliceSet:
-    """Training or validation slices: inputs as float32 via `decode(codes)`, targets as bool."""
+    """Training or validation slices: inputs as float32 via `decode(codes)`, targets as bool.
 
-    codes: np.ndarray  #: (n, H, W) uint8 quantisation codes
+    Sample i reads the code rows `rows[i]` as its channels: its own slice, or with 2.5D input its
+    neighbourhood (`preprocess.context_rows` within its case); None: sample i is code row i alone.
+    """
+
+    codes: np.ndarray  #: (m, H, W) uint8 quantisation codes
     targets: np.ndarray  #: (n, H, W) bool
     decode: Callable[[np.ndarray], np.ndarray]
     #: (n, 2) where the organ is or would continue on each slice (`CaseSlices.centres`); None: unknown
     centres: np.ndarray | None = None
+    rows: np.ndarray | None = None  #: (n, C) code rows of each sample's channels
+
+    def __post_init__(self) -> None:
+        if self.rows is None:
+            self.rows = np.arange(len(self.codes))[:, None]
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return len(self.targets)
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return _tensor(self.decode(self.codes[idx])), _tensor(self.targets[idx])
+        return _tensor(self.decode(self.codes[self.rows[idx]])), _tensor(self.targets[idx][:, None])
 
     def patches(self, idx: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
                 foreground_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,8 +90,8 @@ class SliceSet:
         """
         h, w = size
         rows, cols = self.codes.shape[1:]
-        x = np.empty((len(idx), h, w), np.uint8)
-        y = np.empty((len(idx), h, w), bool)
+        x = np.empty((len(idx), self.rows.shape[1], h, w), np.uint8)
+        y = np.empty((len(idx), 1, h, w), bool)
         for k, i in enumerate(idx):
             centred = rng.random() < foreground_fraction
             organ = np.flatnonzero(self.targets[i]) if centred else []
@@ -94,7 +103,7 @@ class SliceSet:
             else:
                 r0, c0 = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
             r0, c0 = min(max(r0, 0), rows - h), min(max(c0, 0), cols - w)
-            x[k], y[k] = self.codes[i, r0:r0 + h, c0:c0 + w], self.targets[i, r0:r0 + h, c0:c0 + w]
+            x[k], y[k, 0] = self.codes[self.rows[i], r0:r0 + h, c0:c0 + w], self.targets[i, r0:r0 + h, c0:c0 + w]
         return _tensor(self.decode(x)), _tensor(y)
 
 

@@ -9,7 +9,7 @@ from organseg.method.model_package import ModelPackage, sha256
 from organseg.training.cases import CaseSlices, collect_cases, log_to_stderr
 from organseg.training.config import FitConfig
 from organseg.training.dataset import load_case, read_dataset
-from organseg.training.fit import fit_organ, work_folder
+from organseg.training.fit import fit_organ, with_parent_context, work_folder
 
 
 def load_cases(data_csv: Path, organ_key: str, margin: int = 30, margin_below: int | None = None,
@@ -27,10 +27,12 @@ def train_organ(organ_key: str, data_csv: str | Path, out_dir: str | Path, confi
                 device: str = "cpu", workers: int = 0) -> ModelPackage:
     """Train the organ's network on the dataset CSV's cases (`fit.fit_organ`) and write a new package version.
 
-    A leftover checkpoint without `resume` is refused before the (long) loading of the cases.
+    A leftover checkpoint without `resume`, or a context the parent cannot continue with, is refused before the
+    (long) loading of the cases.
     """
     organ, data_csv = find_organ(organ_key), Path(data_csv).resolve()
     work_folder(organ, Path(out_dir), Path(work_dir) if work_dir else None, resume)
+    config = with_parent_context(config, parent)
     cases = load_cases(data_csv, organ.key, margin, config.margin_below, log)
     return fit_organ(organ.key, cases, (data_csv.name, sha256(data_csv)), out_dir, config, work_dir, resume, parent,
                      margin, progress, log, device, workers)
