@@ -9,6 +9,9 @@ files it lists (plain names, no links, no subfolders: an ONNX model's external w
 loaded unchecked), its name `<organ>-v<version>` agrees with `model.json`, and the threshold and HU window are
 numbers a network can be run with.
 
+`z_vote_mm` (default 0: none) is the window of the post-processing vote along the body axis chosen with the
+model, as its threshold is (`postprocess.vote_along_z`).
+
 `input.context_slices` (k, default 0) records what the network reads: the slice alone (the paper's 2D input) or
 also the k slices on each side as extra channels (2.5D), so inference feeds it as it was trained
 (`preprocess.Prepared.batch`).
@@ -44,6 +47,7 @@ ONNX_FILE = "model.onnx"
 PARAMETERS_FILE = "parameters.json"
 NETWORK, LABELLER = "network", "classical labeller"  #: package kinds (`architecture.kind`)
 MAX_CONTEXT = 4  #: the most slices on each side a package may read (`input.context_slices`)
+MAX_VOTE_MM = 50.0  #: the widest post-processing vote along the body axis a package may ask for (`z_vote_mm`)
 _DIR_PATTERN = re.compile(r"^(?P<organ>[a-z_]+)-v(?P<version>\d+)$")
 _REQUIRED = {"schema": str, "organ": str, "version": int, "architecture": dict, "files": dict}
 _NETWORK_REQUIRED = {"input": dict, "threshold": float}
@@ -95,6 +99,11 @@ class ModelPackage:
     @property
     def in_channels(self) -> int:
         return 2 * self.context + 1
+
+    @property
+    def z_vote_mm(self) -> float:
+        """The window along the body axis of the post-processing vote chosen with the model (0: none)."""
+        return float(self.meta.get("z_vote_mm", 0.0))
 
     @property
     def hu_window(self) -> tuple[float, float]:
@@ -195,11 +204,12 @@ class ModelPackage:
 def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dict[str, np.ndarray],
                   channels: tuple[int, ...], training: dict[str, Any], metrics: dict[str, Any],
                   version: int | None = None, threshold: float = 0.5, export_onnx: bool = True,
-                  context: int = 0) -> ModelPackage:
+                  context: int = 0, z_vote_mm: float = 0.0) -> ModelPackage:
     """Write a new package version atomically; never replaces an existing version.
 
     `version` defaults to one more than the highest installed version of the organ; `context`: slices on each
-    side the network reads (`ModelPackage.context`).
+    side the network reads (`ModelPackage.context`); `z_vote_mm`: the post-processing vote's window
+    (`ModelPackage.z_vote_mm`).
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +236,7 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
                                                                       "num_batches_tracked"))))},
             "input": {"height": INPUT_HEIGHT, "width": INPUT_WIDTH, "hu_window": list(HU_WINDOW), "levels": LEVELS,
                       **({"context_slices": context} if context else {})},
-            "threshold": float(threshold), "files": files, "training": training, "metrics": metrics,
+            "threshold": float(threshold), **({"z_vote_mm": float(z_vote_mm)} if z_vote_mm else {}), "files": files, "training": training, "metrics": metrics,
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return ModelPackage.load(final)
@@ -273,6 +283,9 @@ def _check_numbers(meta: dict[str, Any], meta_path: Path) -> None:
     levels = meta["input"].get("levels")
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise ModelError(f"{meta_path}: levels {levels} is not a positive whole number")
+    vote = meta.get("z_vote_mm", 0.0)
+    if isinstance(vote, bool) or not isinstance(vote, (int, float)) or not 0 <= vote <= MAX_VOTE_MM:
+        raise ModelError(f"{meta_path}: z_vote_mm {vote} is not a window of 0 to {MAX_VOTE_MM:g} mm")
     context = meta["input"].get("context_slices", 0)
     if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= MAX_CONTEXT:
         raise ModelError(f"{meta_path}: context_slices {context} is not a whole number from 0 to {MAX_CONTEXT}")

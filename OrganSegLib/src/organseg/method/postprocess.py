@@ -1,4 +1,5 @@
-"""Post-processing, the whole step: connected components, hole filling, and the anchor-organ rules.
+"""Post-processing, the whole step: connected components, hole filling, a vote along the body axis, and the
+anchor-organ rules.
 
 All masks here are canonical (S, P, L) arrays: axis 0 runs inferior -> superior. An anchor rule keeps an
 organ's voxels only between two axial levels taken from anchor organs (e.g. the spleen lies below the lung
@@ -8,6 +9,10 @@ absent from the result is skipped and reported.
 The rule table is read only here: `clean_organ` cleans an organ's mask by its rule, `anchor_window` gives the
 axial window an organ's rule allows, `AnchorRules` is the anchor policy of one run (which anchors the chosen
 organs need, the window an organ is searched and kept in, applying that box), and `rule` shows a rule.
+
+The vote along the body axis (`vote_along_z`) is calibrated per model, like its threshold, on the patients that
+select it, so its window is the model package's (`ModelPackage.z_vote_mm`): a 2D network judges each slice alone,
+and on thin organs it misses or adds single slices that the slices around them contradict.
 """
 from __future__ import annotations
 
@@ -145,6 +150,29 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~outside[labels]
 
 
+def vote_slices(window_mm: float, slice_mm: float) -> int:
+    """The odd number of slices nearest to `window_mm` at this slice thickness (1: no vote)."""
+    if window_mm <= 0 or slice_mm <= 0:
+        return 1
+    return 2 * max(0, int(round((window_mm / slice_mm - 1) / 2))) + 1
+
+
+def vote_along_z(mask: np.ndarray, slices: int) -> np.ndarray:
+    """Each voxel set where most of the `slices` (odd) slices centred on it along axis 0 are set; beyond the
+    volume's ends the end slice counts again. Only the mask's box, grown by half the window along axis 0, can
+    change: elsewhere no slice of the window is set."""
+    if slices <= 1 or not mask.any():
+        return mask
+    half = slices // 2
+    first, end = bounding_box(mask)
+    box = (slice(max(first[0] - half, 0), min(end[0] + half, mask.shape[0])),
+           *(slice(a, b) for a, b in zip(first[1:], end[1:])))
+    counts = ndimage.uniform_filter1d(mask[box].astype(np.float32), slices, axis=0, mode="nearest") * slices
+    out = mask.copy()
+    out[box] = counts > half + 0.5  # more than half of the slices (counts are whole numbers up to rounding)
+    return out
+
+
 def rule(key: str) -> Rule:
     """The organ's rule (frozen), e.g. for listing its anchors or judging a mask against it."""
     return RULES[key]
@@ -241,7 +269,10 @@ class AnchorRules:
         window, missing = self.window(key, extents, slice_mm, mask.shape[0])
         return within_window(mask, window), missing
 
-    def clean(self, key: str, mask: np.ndarray, voxel_ml: float) -> np.ndarray:
-        """The organ's canonical mask cleaned by its rule (`clean_organ`); the mask itself in a run without
-        post-processing."""
-        return clean_organ(key, mask, voxel_ml) if self.enabled else mask
+    def clean(self, key: str, mask: np.ndarray, voxel_ml: float, slice_mm: float, vote_mm: float = 0.0
+              ) -> np.ndarray:
+        """The organ's canonical mask cleaned by its rule (`clean_organ`), then voted along the body axis over
+        `vote_mm` (the model's, `vote_along_z`); the mask itself in a run without post-processing."""
+        if not self.enabled:
+            return mask
+        return vote_along_z(clean_organ(key, mask, voxel_ml), vote_slices(vote_mm, slice_mm))

@@ -147,11 +147,12 @@ class OrganStep:
 
     def run(self, ct: CanonicalCT, extents: dict[str, tuple[int, int] | None], strategy: str,
             cancel: Callable[[], bool] | None = None) -> None:
-        """Predict within the window the anchors found so far allow, then clean (components, holes)."""
+        """Predict within the window the anchors found so far allow, then clean (components, holes, the model's
+        vote along the body axis)."""
         t0, prepared0 = time.perf_counter(), ct.prepare_seconds
         window = self.rules.window(self.key, extents, ct.slice_mm, ct.volume.shape[0])[0]
         raw, kept = self.model.mask(ct, Search.of(self.key, window, ct.slice_mm, strategy), cancel)
-        cleaned = self.rules.clean(self.key, kept, ct.voxel_ml)
+        cleaned = self.rules.clean(self.key, kept, ct.voxel_ml, ct.slice_mm, self.package.z_vote_mm)
         self.predicted, self.cleaned = OrganMask.from_full(raw), OrganMask.from_full(cleaned)
         self.extent = axial_extent(cleaned)
         self.seconds = time.perf_counter() - t0 - (ct.prepare_seconds - prepared0)
