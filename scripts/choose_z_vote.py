@@ -1,7 +1,8 @@
 """Choose the post-processing vote along the body axis of shipped OpenKBP models on their own selection patients,
 measure it on the held-out patients, and ship the model again with it where it wins on the selection patients.
 
-    python scripts/choose_z_vote.py --organs brainstem,larynx [--masks CACHE] [--install MODELS] [--report JSON]
+    python scripts/choose_z_vote.py --organs brainstem,larynx [--masks CACHE] [--install MODELS] [--after DIR]
+        [--report JSON]
 
 Each patient is segmented once as a user would (the package's threshold and post-processing, no vote yet), and
 each window of VOTES_MM is applied to those masks (`postprocess.vote_along_z`, as the Segmenter applies a
@@ -93,8 +94,9 @@ def choose(package: ModelPackage, cache: Path | None) -> dict:
             "table": summary(voted)}
 
 
-def ship(package: ModelPackage, choice: dict, install: Path) -> ModelPackage:
-    """The package's network, threshold and card again as the next version, with the vote and its tables."""
+def ship(package: ModelPackage, choice: dict, install: Path, used: list[Path]) -> ModelPackage:
+    """The package's network, threshold and card again as the next version, with the vote and its tables; the
+    version also comes after those in the `used` folders (measured runs not shipped), so none names two networks."""
     training = json.loads(json.dumps(package.meta["training"]))
     table, sha = choice["table"], package.meta["files"]["weights.npz"]["sha256"]
     before = f"held-out Dice median {choice['without']['dice']['median']:.3f}"
@@ -105,9 +107,12 @@ def ship(package: ModelPackage, choice: dict, install: Path) -> ModelPackage:
                                   "vote and votes over 7.5 and 12.5 mm (3 and 5 OpenKBP slices)",
                           "heldout_without_vote": choice["without"]}
     training["note"] = (f"{package.path.name}'s network and threshold unchanged (weights sha256 {sha[:8]}...), "
-                        "shipped again with the post-processing vote along z chosen on its own selection patients")
+                        "shipped again with the post-processing vote along z chosen on its own selection patients"
+                        + (f". {package.path.name}: {training['note']}" if training.get("note") else ""))
+    if "recipe" in training:
+        training["recipe"] += f"; then python scripts/choose_z_vote.py --organs {package.organ.key}"
     metrics = {**package.meta["metrics"], "val_dice": table["dice"]["median"], "heldout": table}
-    installed = ModelStore([install]).available().get(package.organ.key, {})
+    installed = ModelStore([install, *used]).available().get(package.organ.key, {})
     return write_package(install, package.organ.key, package.state_dict_arrays(), package.channels, training,
                          metrics, max([package.version, *installed]) + 1, package.threshold,
                          context=package.context, z_vote_mm=choice["chosen_mm"])
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--organs", required=True, help="comma list of OpenKBP organs with a shipped model")
     parser.add_argument("--models", type=Path, default=bundled_models_dir(), help="where the models are")
     parser.add_argument("--install", type=Path, default=bundled_models_dir(), help="models folder to ship into")
+    parser.add_argument("--after", type=Path, action="append", default=[], metavar="DIR",
+                        help="models folder of measured, unshipped runs whose versions the new one follows")
     parser.add_argument("--masks", type=Path, help="keep the segmented masks here (one folder per package)")
     parser.add_argument("--report", type=Path, help="write the choices and per-patient tables here (JSON)")
     args = parser.parse_args()
@@ -126,7 +133,7 @@ def main() -> None:
         package = store.get(organ)
         choice = choose(package, args.masks / package.path.name if args.masks else None)
         if choice["chosen_mm"]:
-            choice["shipped"] = ship(package, choice, args.install).path.name
+            choice["shipped"] = ship(package, choice, args.install, args.after).path.name
         report[organ] = choice
         if args.report:
             args.report.write_text(json.dumps(report, indent=1) + "\n")

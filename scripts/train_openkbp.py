@@ -191,6 +191,10 @@ def recipe(organ_key: str, training: dict, parent_name: str | None) -> str:
                         ("--steps", "max_steps"), ("--patience", "patience")):
         if config[key] != CONFIG[key] or (option == "--lr" and parent_name is not None):
             command += f" {option} {config[key]:g}" if option == "--lr" else f" {option} {config[key]}"
+    if config.get("context"):
+        command += f" --context-slices {config['context']}"
+    if config.get("seed"):
+        command += f" --seed {config['seed']}"
     if config["max_seconds"] != 100 * 60:
         command += f" --minutes {config['max_seconds'] / 60:g}"
     selection = len(training["split"]["sources"]["openkbp"]["val_cases"])
