@@ -24,11 +24,10 @@ import SimpleITK as sitk
 
 from openkbp_recipe import LABEL_IDS, OPENKBP
 from organseg.ct.read import read_ct
-from organseg.evaluation.metrics import organ_metrics
 from organseg.method.model_package import ModelPackage, ModelStore, bundled_models_dir, write_package
 from organseg.method.postprocess import vote_along_z, vote_slices
 from organseg.segmenter import Segmenter
-from train_openkbp import heldout_folders, summary
+from train_openkbp import heldout_folders, patient_row, summary
 
 VOTES_MM = (0.0, 7.5, 12.5)  #: windows tried: none, and 3 and 5 slices of OpenKBP's 2.5-3 mm
 
@@ -67,13 +66,8 @@ def metrics_rows(patients: list[dict], vote_mm: float) -> list[dict]:
     rows = []
     for p in patients:
         spacing = tuple(float(s) for s in p["spacing"])
-        pred, ref = vote_along_z(p["pred"], vote_slices(vote_mm, spacing[0])), p["ref"]
-        whole = organ_metrics(pred, ref, spacing)
-        zs = np.flatnonzero(ref.reshape(len(ref), -1).any(axis=1))
-        within = organ_metrics(pred[zs[0]:zs[-1] + 1], ref[zs[0]:zs[-1] + 1], spacing)
-        rows.append({"case": p["case"], "dice": whole.dice, "nsd_3mm": whole.nsd, "hd95_mm": whole.hd95_mm,
-                     "dice_contoured_range": within.dice, "volume_pred_ml": whole.volume_pred_ml,
-                     "volume_ref_ml": whole.volume_ref_ml})
+        rows.append(patient_row(p["case"], vote_along_z(p["pred"], vote_slices(vote_mm, spacing[0])), p["ref"],
+                                spacing))
     return rows
 
 

@@ -71,18 +71,23 @@ def patient_metrics(package: ModelPackage, organ_key: str, folders: list[Path], 
         seconds = time.perf_counter() - t0
         pred = sitk.GetArrayFromImage(result.mask_image(organ_key)) > 0
         ref = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz"))) == LABEL_IDS[organ_key]
-        spacing = tuple(reversed(ct.GetSpacing()))
-        whole = organ_metrics(pred, ref, spacing)
-        zs = np.flatnonzero(ref.reshape(len(ref), -1).any(axis=1))
-        drawn = slice(zs[0], zs[-1] + 1)
-        within = organ_metrics(pred[drawn], ref[drawn], spacing)
-        rows.append({"case": folder.name, "dice": whole.dice, "nsd_3mm": whole.nsd, "hd95_mm": whole.hd95_mm,
-                     "dice_contoured_range": within.dice, "volume_pred_ml": whole.volume_pred_ml,
-                     "volume_ref_ml": whole.volume_ref_ml, "seconds": seconds})
+        row = patient_row(folder.name, pred, ref, tuple(reversed(ct.GetSpacing())))
+        rows.append({**row, "seconds": seconds})
         if verbose:
-            print(f"{folder.name}: Dice {whole.dice:.3f} (contoured range {within.dice:.3f}), NSD {whole.nsd:.3f}, "
-                  f"HD95 {whole.hd95_mm:.1f} mm", flush=True)
+            print(f"{folder.name}: Dice {row['dice']:.3f} (contoured range {row['dice_contoured_range']:.3f}), "
+                  f"NSD {row['nsd_3mm']:.3f}, HD95 {row['hd95_mm']:.1f} mm", flush=True)
     return rows
+
+
+def patient_row(case: str, pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> dict:
+    """A patient's metrics on the CT grid: over the whole CT and within the contour's axial range."""
+    whole = organ_metrics(pred, ref, spacing)
+    zs = np.flatnonzero(ref.reshape(len(ref), -1).any(axis=1))
+    drawn = slice(zs[0], zs[-1] + 1)
+    within = organ_metrics(pred[drawn], ref[drawn], spacing)
+    return {"case": case, "dice": whole.dice, "nsd_3mm": whole.nsd, "hd95_mm": whole.hd95_mm,
+            "dice_contoured_range": within.dice, "volume_pred_ml": whole.volume_pred_ml,
+            "volume_ref_ml": whole.volume_ref_ml}
 
 
 def with_threshold(package: ModelPackage, threshold: float, folder: Path) -> ModelPackage:
@@ -107,14 +112,16 @@ def choose_threshold(package: ModelPackage, organ_key: str, folders: list[Path])
 
 
 def summary(rows: list[dict]) -> dict:
-    """Per-patient median and range of each metric (NaN HD95 of empty predictions counted as worst)."""
+    """Per-patient median and range of each metric (NaN HD95 of empty predictions counted as worst, and written
+    as null: a model card is strict JSON, which has no infinity)."""
     out = {"patients": len(rows)}
     for key in ("dice", "nsd_3mm", "hd95_mm", "dice_contoured_range"):
         values = np.array([r[key] for r in rows], float)
         if key == "hd95_mm":
             values = np.where(np.isnan(values), np.inf, values)
-        out[key] = {"median": round(float(np.median(values)), 4), "min": round(float(values.min()), 4),
-                    "max": round(float(values.max()), 4)}
+        out[key] = {name: round(v, 4) if math.isfinite(v) else None
+                    for name, v in (("median", float(np.median(values))), ("min", float(values.min())),
+                                    ("max", float(values.max())))}
     return out
 
 

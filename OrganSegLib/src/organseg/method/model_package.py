@@ -236,7 +236,8 @@ def write_package(models_dir: str | os.PathLike, organ_key: str, state_dict: dic
                                                                       "num_batches_tracked"))))},
             "input": {"height": INPUT_HEIGHT, "width": INPUT_WIDTH, "hu_window": list(HU_WINDOW), "levels": LEVELS,
                       **({"context_slices": context} if context else {})},
-            "threshold": float(threshold), **({"z_vote_mm": float(z_vote_mm)} if z_vote_mm else {}), "files": files, "training": training, "metrics": metrics,
+            "threshold": float(threshold), **({"z_vote_mm": float(z_vote_mm)} if z_vote_mm else {}),
+            "files": files, "training": training, "metrics": metrics,
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return ModelPackage.load(final)

@@ -29,10 +29,6 @@ def _slice_set(cases: list[CaseSlices], rows: dict[str, np.ndarray], context: in
     if not chosen:
         return SliceSet(np.zeros((0, 1, 1), np.uint8), np.zeros((0, 1, 1), bool), decode, np.zeros((0, 2), np.int64),
                         np.zeros((0, 2 * context + 1), np.int64))
-    if context == 0:  # only the chosen rows' codes, as they are all the samples read
-        return SliceSet(np.concatenate([c.codes[r] for c, r in chosen]),
-                        np.concatenate([c.targets[r] for c, r in chosen]), decode,
-                        np.concatenate([c.centres()[r] for c, r in chosen]))
     starts = np.cumsum([0] + [len(c.codes) for c, _ in chosen])
     return SliceSet(np.concatenate([c.codes for c, _ in chosen]), np.concatenate([c.targets[r] for c, r in chosen]),
                     decode, np.concatenate([c.centres()[r] for c, r in chosen]),
