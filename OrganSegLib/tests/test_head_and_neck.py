@@ -56,6 +56,18 @@ def test_each_bundled_model_finds_its_organ_on_a_held_out_patient(held_out, stru
     assert dice(found, labels == ids[structure]) >= floor
 
 
+def test_the_brainstem_s_box_on_runs_the_spinal_cord_first_and_keeps_a_brainstem_above_it(held_out):
+    """Switched on, the brainstem's box adds the cord; on this patient, as on every selection and held-out patient
+    measured, the network's brainstem already lies above the cord's top - 10 mm, so the box keeps it whole."""
+    ct, labels, ids, result = held_out
+    boxed = Segmenter(models=bundled_models_dir(), device="cpu", anchor_rules={"brainstem": True}).segment(
+        ct, ["brainstem"])
+    assert boxed.added_anchors == ["spinal_cord"] and not boxed.warnings
+    found = sitk.GetArrayFromImage(boxed.mask_image("brainstem")) > 0
+    assert found.any() and (found == (sitk.GetArrayFromImage(result.mask_image("brainstem")) > 0)).all()
+    assert not any(f["code"] == "position" for row in boxed.stats for f in row["flags"])
+
+
 def _centre_x_mm(mask: sitk.Image) -> float:
     """Physical x (LPS: toward the patient's left) of the mask's centre."""
     index = np.argwhere(sitk.GetArrayFromImage(mask) > 0).mean(axis=0)[::-1]
@@ -84,7 +96,8 @@ def test_the_left_parotid_is_found_on_the_patient_s_left_also_in_a_file_stored_r
 def test_plausible_ranges_hold_on_the_manual_contours_of_training_patients(openkbp):
     """Every 8th OpenKBP training patient: at most 1 in 20 of the clinicians' contours carries a volume or HU flag
     (the ranges were set from all 170, and some contours are partial: a 1 mL larynx), and no parotid is flagged
-    on the wrong side (`cut_by_fov` and `outside_body` depend on OpenKBP's crop, not on the organ)."""
+    on the wrong side, no brainstem below the spinal cord (`cut_by_fov` and `outside_body` depend on OpenKBP's
+    crop, not on the organ)."""
     with open(openkbp / "cases.csv", newline="") as fh:
         cases = [row for row in csv.DictReader(fh) if row["split"] == "train"][::8]
     ids = {name: int(i) for i, name in json.loads((openkbp / "labels.json").read_text()).items()}
@@ -93,7 +106,11 @@ def test_plausible_ranges_hold_on_the_manual_contours_of_training_patients(openk
         ct = sitk.ReadImage(str(openkbp / "train" / row["case"] / "ct.nii.gz"))
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(openkbp / "train" / row["case"] / "labels.nii.gz")))
         masks = {ORGANS[s][0]: (lambda v=ids[s]: labels == v) for s in row["labelled"].split(";") if s in ORGANS}
+        if "SpinalCord" in row["labelled"].split(";"):  # the level the brainstem's rule is checked against
+            masks["spinal_cord"] = lambda: labels == ids["SpinalCord"]
         for key, flags in check_masks(ct, sitk.GetArrayFromImage(ct), masks).items():
+            if key == "spinal_cord":
+                continue
             checked += 1
             codes = {f.code for f in flags} - {"cut_by_fov", "outside_body"}
             assert "position" not in codes, (row["case"], key, [f.reason for f in flags])

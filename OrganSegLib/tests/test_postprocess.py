@@ -5,12 +5,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from organseg.catalogue import ORGANS
-from organseg.method.postprocess import AnchorRules, clean_components, clean_organ, rule
+from organseg.ct.orientation import Reorientation
+from organseg.method.postprocess import LEVEL_ORGANS, AnchorRules, clean_components, clean_organ, rule
+from organseg.results.plausibility import check_masks
 
 
-def test_every_rule_names_only_anchor_organs():
+def test_every_rule_names_only_anchor_organs_but_the_brainstem_s_the_spinal_cord():
     anchors = {o.key for o in ORGANS if o.anchor}
-    assert all(set(rule(o.key).anchors) <= anchors for o in ORGANS)
+    assert all(set(rule(o.key).anchors) <= anchors for o in ORGANS if o.key != "brainstem")
+    assert rule("brainstem").anchors == ("spinal_cord",)
+    assert "spinal_cord" in LEVEL_ORGANS <= anchors | {"spinal_cord"}
 
 
 def test_gallbladder_needs_the_liver_and_switching_its_rule_off_drops_the_need():
@@ -119,3 +123,38 @@ def test_a_broken_spinal_cord_keeps_its_pieces_and_drops_a_stray_finding(openkbp
     cleaned = clean_organ("spinal_cord", broken | stray, voxel_ml)
     assert (cleaned == broken).all()
     assert (clean_organ("liver", broken | stray, voxel_ml) != broken).any()  # one piece only: not for a tube
+
+
+def test_the_brainstem_s_box_keeps_it_above_the_spinal_cord_s_top_and_flags_one_lower(openkbp_dir: Path):
+    """pt_9's manual contours, where the brainstem reaches 9 mm below the cord's top (the calibration's second
+    largest overlap): its box, switched on, needs the cord run first and keeps the whole brainstem; the same
+    brainstem moved 40 mm down the neck loses what lies below the cord's top - 10 mm, and is flagged for its
+    position wherever the cord is in the result, whether or not the box is on."""
+    folder = openkbp_dir / "train" / "pt_9"
+    ct = sitk.ReadImage(str(folder / "ct.nii.gz"))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
+    orient = Reorientation.of(ct)
+    brainstem, cord = (orient.to_canonical(labels == v) for v in (4, 1))  # labels.json: Brainstem, SpinalCord
+    slice_mm = ct.GetSpacing()[2]
+    rules = AnchorRules({"brainstem": True})
+    assert rules.required(["brainstem"]) == ["spinal_cord"]
+    assert rules.order(["brainstem", "spinal_cord"]) == ["spinal_cord", "brainstem"]
+    assert not AnchorRules().required(["brainstem"])  # off by default
+    cord_slices = np.flatnonzero(cord.any(axis=(1, 2)))
+    extents = {"spinal_cord": (int(cord_slices[0]), int(cord_slices[-1]))}
+    kept, missing = rules.apply("brainstem", brainstem, extents, slice_mm)
+    assert missing == [] and (kept == brainstem).all()
+    assert np.flatnonzero(brainstem.any(axis=(1, 2)))[0] < extents["spinal_cord"][1]  # it does reach below the top
+    shift = int(round(40 / slice_mm))
+    lowered = np.zeros_like(brainstem)
+    lowered[:-shift] = brainstem[shift:]
+    boxed, _ = rules.apply("brainstem", lowered, extents, slice_mm)
+    lowest = extents["spinal_cord"][1] - int(round(10 / slice_mm))
+    assert not boxed[:lowest].any() and (boxed[lowest:] == lowered[lowest:]).all() and boxed.sum() < lowered.sum()
+    hu = sitk.GetArrayFromImage(ct)
+    for moved, with_cord, flagged in ((False, True, False), (True, True, True), (True, False, False)):
+        masks = {"brainstem": lambda m=(lowered if moved else brainstem): orient.from_canonical(m)}
+        if with_cord:
+            masks["spinal_cord"] = lambda: orient.from_canonical(cord)
+        codes = {f.code for f in check_masks(ct, hu, masks)["brainstem"]}
+        assert ("position" in codes) == flagged, (moved, with_cord, codes)

@@ -21,6 +21,7 @@ from organseg.ct.grid import on_grid
 from organseg.ct.labelmaps import organ_label_ids, read_label_names
 from organseg.ct.read import read_ct
 from organseg.masks import axial_extent
+from organseg.method.postprocess import LEVEL_ORGANS
 from organseg.results.plausibility import Scan, flags_of, measure
 
 COLUMNS = ("volume_ml", "outside_body", "median_hu", "dense", "largest_parts", "outside_window", "side_mm")
@@ -29,7 +30,7 @@ OPENKBP = {"spinal_cord": 1, "esophagus": 2}  #: catalogue organ -> OpenKBP labe
 
 def rows_of(source: str, case: str, ct: sitk.Image, masks: dict[str, np.ndarray]) -> list[dict]:
     scan = Scan(ct, sitk.GetArrayViewFromImage(ct))
-    extents = {k: axial_extent(scan.canonical(m)) for k, m in masks.items() if organ(k).anchor}
+    extents = {k: axial_extent(scan.canonical(m)) for k, m in masks.items() if k in LEVEL_ORGANS}
     rows = []
     for key, mask in masks.items():
         m = measure(organ(key), scan.canonical(mask), scan, extents)

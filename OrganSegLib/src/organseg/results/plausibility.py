@@ -212,7 +212,7 @@ def check_canonical(scan: Scan, masks: Mapping[str, Callable[[], np.ndarray]],
                     splitter: SideSplitter | None = None) -> dict[str, list[Flag]]:
     """`check_masks` for getters of canonical (S, P, L) masks, as the segmenter holds them; `splitter` splits
     paired organs into their sides."""
-    extents = {key: axial_extent(get()) for key, get in masks.items() if organ(key).anchor}
+    extents = {key: axial_extent(get()) for key, get in masks.items() if key in pp.LEVEL_ORGANS}
     return {key: flags_of(organ(key), measure(organ(key), get(), scan, extents, splitter))
             for key, get in masks.items()}
 
