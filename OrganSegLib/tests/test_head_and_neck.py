@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from organseg.ct.orientation import Reorientation
 from organseg.masks import dice
+from organseg.method.postprocess import reach_down
 from organseg.method.model_package import ModelStore, bundled_models_dir
 from organseg.results.plausibility import check_masks
 from organseg.segmenter import Segmenter
@@ -56,16 +58,21 @@ def test_each_bundled_model_finds_its_organ_on_a_held_out_patient(held_out, stru
     assert dice(found, labels == ids[structure]) >= floor
 
 
-def test_the_brainstem_s_box_on_runs_the_spinal_cord_first_and_keeps_a_brainstem_above_it(held_out):
-    """Switched on, the brainstem's box adds the cord; on this patient, as on every selection and held-out patient
-    measured, the network's brainstem already lies above the cord's top - 10 mm, so the box keeps it whole."""
+def test_the_brainstem_runs_after_the_spinal_cord_and_reaches_down_to_it(held_out):
+    """By default the brainstem's box adds the cord and reaches the brainstem down to it: the default mask is the
+    mask without the box (measured: it lies above the cord's top - 10 mm here as on every patient measured) with
+    its lowest slice repeated down to the cord's top where the gap is at most 15 mm."""
     ct, labels, ids, result = held_out
-    boxed = Segmenter(models=bundled_models_dir(), device="cpu", anchor_rules={"brainstem": True}).segment(
+    assert result.added_anchors == ["spinal_cord"]
+    plain = Segmenter(models=bundled_models_dir(), device="cpu", anchor_rules={"brainstem": False}).segment(
         ct, ["brainstem"])
-    assert boxed.added_anchors == ["spinal_cord"] and not boxed.warnings
-    found = sitk.GetArrayFromImage(boxed.mask_image("brainstem")) > 0
-    assert found.any() and (found == (sitk.GetArrayFromImage(result.mask_image("brainstem")) > 0)).all()
-    assert not any(f["code"] == "position" for row in boxed.stats for f in row["flags"])
+    assert plain.added_anchors == [] and not plain.warnings
+    orient = Reorientation.of(ct)
+    found, cord, before = (orient.to_canonical(sitk.GetArrayFromImage(r.mask_image(k)) > 0)
+                           for r, k in ((result, "brainstem"), (result, "spinal_cord"), (plain, "brainstem")))
+    expected = reach_down(before, int(np.flatnonzero(cord.any(axis=(1, 2)))[-1]), int(15 / ct.GetSpacing()[2]))
+    assert before.any() and (found == expected).all()
+    assert not any(f["code"] == "position" for row in result.stats for f in row["flags"] if row["organ"] == "brainstem")
 
 
 def _centre_x_mm(mask: sitk.Image) -> float:

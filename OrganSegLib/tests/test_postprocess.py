@@ -125,32 +125,43 @@ def test_a_broken_spinal_cord_keeps_its_pieces_and_drops_a_stray_finding(openkbp
     assert (clean_organ("liver", broken | stray, voxel_ml) != broken).any()  # one piece only: not for a tube
 
 
-def test_the_brainstem_s_box_keeps_it_above_the_spinal_cord_s_top_and_flags_one_lower(openkbp_dir: Path):
+def test_the_brainstem_stays_above_the_spinal_cord_reaches_down_to_it_and_is_flagged_below_it(openkbp_dir: Path):
     """pt_9's manual contours, where the brainstem reaches 9 mm below the cord's top (the calibration's second
-    largest overlap): its box, switched on, needs the cord run first and keeps the whole brainstem; the same
+    largest overlap). Its box (on by default) needs the cord run first and keeps the whole brainstem; the same
     brainstem moved 40 mm down the neck loses what lies below the cord's top - 10 mm, and is flagged for its
-    position wherever the cord is in the result, whether or not the box is on."""
+    position wherever the cord is in the result, whether or not the box is on. One that ends 9 mm above the
+    cord's top (the network misses its lowest slices) reaches down to it; one that ends 21 mm above is left."""
     folder = openkbp_dir / "train" / "pt_9"
     ct = sitk.ReadImage(str(folder / "ct.nii.gz"))
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
     orient = Reorientation.of(ct)
     brainstem, cord = (orient.to_canonical(labels == v) for v in (4, 1))  # labels.json: Brainstem, SpinalCord
     slice_mm = ct.GetSpacing()[2]
-    rules = AnchorRules({"brainstem": True})
+    assert slice_mm == 3.0
+    rules = AnchorRules()
     assert rules.required(["brainstem"]) == ["spinal_cord"]
     assert rules.order(["brainstem", "spinal_cord"]) == ["spinal_cord", "brainstem"]
-    assert not AnchorRules().required(["brainstem"])  # off by default
+    assert not AnchorRules({"brainstem": False}).required(["brainstem"])
     cord_slices = np.flatnonzero(cord.any(axis=(1, 2)))
-    extents = {"spinal_cord": (int(cord_slices[0]), int(cord_slices[-1]))}
+    top = int(cord_slices[-1])
+    extents = {"spinal_cord": (int(cord_slices[0]), top)}
     kept, missing = rules.apply("brainstem", brainstem, extents, slice_mm)
     assert missing == [] and (kept == brainstem).all()
-    assert np.flatnonzero(brainstem.any(axis=(1, 2)))[0] < extents["spinal_cord"][1]  # it does reach below the top
+    assert np.flatnonzero(brainstem.any(axis=(1, 2)))[0] < top  # it does reach below the top
     shift = int(round(40 / slice_mm))
     lowered = np.zeros_like(brainstem)
     lowered[:-shift] = brainstem[shift:]
     boxed, _ = rules.apply("brainstem", lowered, extents, slice_mm)
-    lowest = extents["spinal_cord"][1] - int(round(10 / slice_mm))
+    lowest = top - int(round(10 / slice_mm))
     assert not boxed[:lowest].any() and (boxed[lowest:] == lowered[lowest:]).all() and boxed.sum() < lowered.sum()
+    for gap, reached in ((3, True), (7, False)):  # slices between the cord's top and the brainstem's lowest
+        raised = brainstem.copy()
+        raised[:top + gap + 1] = False
+        out, _ = rules.apply("brainstem", raised, extents, slice_mm)
+        expected = raised.copy()
+        if reached:
+            expected[top + 1:top + gap + 1] = raised[top + gap + 1]
+        assert (out == expected).all() and (out.sum() > raised.sum()) == reached
     hu = sitk.GetArrayFromImage(ct)
     for moved, with_cord, flagged in ((False, True, False), (True, True, True), (True, False, False)):
         masks = {"brainstem": lambda m=(lowered if moved else brainstem): orient.from_canonical(m)}
