@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""CPU speed of every shipped model: seconds per organ with the default strategy against every slice, one run.
+"""Speed of every shipped model on the CPU or a GPU: seconds per organ with the default strategy against every
+slice, one run.
 
 Organs: every bundled model package (organseg/bundled/models), whatever is installed there, or `--organs`.
 Cases: the real CTs of ../shared/data (the TotalSegmentator example CT, its DICOM series, the first OpenKBP
@@ -17,6 +18,9 @@ and full's masks. Per run: pre-processing, wall seconds and peak memory. Run by 
 
     python Testing/benchmarks/benchmark.py                                  # writes BENCHMARK.md beside this script
     python Testing/benchmarks/benchmark.py --cases real --organs liver --output -
+    python Testing/benchmarks/benchmark.py --device cuda --output BENCHMARK_GPU.md        # on a GPU machine
+
+On a GPU each run segments the CT once untimed first (CUDA context, cuDNN's choice of kernels), then timed.
 """
 from __future__ import annotations
 
@@ -116,7 +120,11 @@ def worker(args: argparse.Namespace) -> int:
         if hasattr(runtime, name):
             setattr(getattr(runtime, name), method, timed(getattr(getattr(runtime, name), method)))
     image = read_ct(args.ct)
-    segmenter = Segmenter(models=args.models or None, device="cpu", strategy=args.strategy)
+    segmenter = Segmenter(models=args.models or None, device=args.device, strategy=args.strategy)
+    if args.device != "cpu":
+        segmenter.segment(image, args.organs.split(","))  # warm-up, untimed
+        network.clear()
+        ran.clear()
     t0 = time.perf_counter()
     result = segmenter.segment(image, args.organs.split(","),
                                lambda p: organ.update(key=p.organ.key) if p.stage == "inference" else None)
@@ -137,9 +145,9 @@ def peak_memory_mb() -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 
 
-def run(ct: Path, strategy: str, organs: list[str], models: str, masks: Path) -> dict:
+def run(ct: Path, strategy: str, organs: list[str], models: str, masks: Path, device: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--ct", str(ct), "--strategy", strategy, "--organs",
-           ",".join(organs), "--masks", str(masks)] + (["--models", models] if models else [])
+           ",".join(organs), "--masks", str(masks), "--device", device] + (["--models", models] if models else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{strategy} on {ct} failed:\n{done.stderr[-2000:]}")
@@ -149,12 +157,22 @@ def run(ct: Path, strategy: str, organs: list[str], models: str, masks: Path) ->
     return out
 
 
-def machine() -> list[str]:
-    import onnxruntime
+def machine(device: str) -> list[str]:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    return [f"- CPU: {cpu}, {os.cpu_count()} cores; no GPU on this machine; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}; onnxruntime {onnxruntime.__version__}", load("start")]
+    try:
+        import torch
+        gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU on this machine"
+        engines = f"torch {torch.__version__}"
+    except ImportError:
+        gpu, engines = "no GPU on this machine", "no torch"
+    try:
+        import onnxruntime
+        engines += f", onnxruntime {onnxruntime.__version__}"
+    except ImportError:
+        engines += ", no onnxruntime"
+    return [f"- CPU: {cpu}, {os.cpu_count()} cores; {gpu}; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; {engines}; organs run on: {device}", load("start")]
 
 
 def load(when: str) -> str:
@@ -190,7 +208,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
 
     store = ModelStore([Path(args.models)] if args.models else [bundled_models_dir()])
     organs = sorted(store.available()) if args.organs == "shipped" else args.organs.split(",")
-    lines = ["# Inference speed on the CPU (Testing/benchmarks/benchmark.py)", "", *machine(),
+    where = "the CPU" if args.device == "cpu" else f"the GPU ({args.device})"
+    lines = [f"# Inference speed on {where} (Testing/benchmarks/benchmark.py)", "", *machine(args.device),
              f"- models: {'bundled model packages' if not args.models else args.models} ({', '.join(organs)})",
              "- full: every slice with body; default: the default strategy (coarse-to-fine). Organ seconds are "
              "`Result.seconds` (network, pasting back, cleaning); pre-processing runs once per CT for all organs.", ""]
@@ -208,8 +227,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
         for title, make in cases[name]:
             ct = make()
             print(f"{title}", file=sys.stderr)
-            full = run(ct, "full", organs, args.models, tmp / "m.npz")
-            fast = run(ct, "coarse-to-fine", organs, args.models, tmp / "m.npz")
+            full = run(ct, "full", organs, args.models, tmp / "m.npz", args.device)
+            fast = run(ct, "coarse-to-fine", organs, args.models, tmp / "m.npz", args.device)
             size = "x".join(map(str, full["shape"][::-1]))
             lines += [f"## {title}: {size} voxels, {full['slice_mm']:g} mm slices", "",
                       *organ_rows(full, fast, organs, dice), "",
@@ -218,7 +237,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> list[str]:
                       f"/ {fast['seconds'].get('_prepare', 0):.2f} s; peak memory {full['peak_mb']:.0f} / "
                       f"{fast['peak_mb']:.0f} MB.", ""]
             if name in args.singles.split(","):
-                alone = {o: run(ct, "coarse-to-fine", [o], args.models, tmp / "m.npz") for o in organs}
+                alone = {o: run(ct, "coarse-to-fine", [o], args.models, tmp / "m.npz", args.device) for o in organs}
                 total = sum(a["wall"] for a in alone.values())
                 lines += ["Each organ alone (default strategy, its anchors added): wall s "
                           + ", ".join(f"{o} {a['wall']:.1f}" for o, a in alone.items())
@@ -243,6 +262,7 @@ def main() -> int:
     parser.add_argument("--singles", default="real,whole-body", help="cases where each organ also runs alone")
     parser.add_argument("--slices", type=int, default=800, help="slices of the synthetic CTs (default 800)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("BENCHMARK.md")), help="report file, or -")
+    parser.add_argument("--device", default="cpu", help="where the organs run: cpu (default) or cuda")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("--ct", "--strategy", "--masks"):
         parser.add_argument(name, help=argparse.SUPPRESS)
