@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from organseg.ct.orientation import Reorientation
 from organseg.masks import dice
-from organseg.method.postprocess import reach_down
+from organseg.method.postprocess import RULES, reach_down
 from organseg.method.model_package import ModelStore, bundled_models_dir
 from organseg.results.plausibility import check_masks
 from organseg.segmenter import Segmenter
@@ -61,7 +61,7 @@ def test_each_bundled_model_finds_its_organ_on_a_held_out_patient(held_out, stru
 def test_the_brainstem_runs_after_the_spinal_cord_and_reaches_down_to_it(held_out):
     """By default the brainstem's box adds the cord and reaches the brainstem down to it: the default mask is the
     mask without the box (measured: it lies above the cord's top - 10 mm here as on every patient measured) with
-    its lowest slice repeated down to the cord's top where the gap is at most 15 mm."""
+    its lowest slice repeated down to the cord's top where the gap is at most the rule's reach (10 mm)."""
     ct, labels, ids, result = held_out
     assert result.added_anchors == ["spinal_cord"]
     plain = Segmenter(models=bundled_models_dir(), device="cpu", anchor_rules={"brainstem": False}).segment(
@@ -70,7 +70,8 @@ def test_the_brainstem_runs_after_the_spinal_cord_and_reaches_down_to_it(held_ou
     orient = Reorientation.of(ct)
     found, cord, before = (orient.to_canonical(sitk.GetArrayFromImage(r.mask_image(k)) > 0)
                            for r, k in ((result, "brainstem"), (result, "spinal_cord"), (plain, "brainstem")))
-    expected = reach_down(before, int(np.flatnonzero(cord.any(axis=(1, 2)))[-1]), int(15 / ct.GetSpacing()[2]))
+    reach = int(RULES["brainstem"].reach_mm / ct.GetSpacing()[2])
+    expected = reach_down(before, int(np.flatnonzero(cord.any(axis=(1, 2)))[-1]), reach)
     assert before.any() and (found == expected).all()
     assert not any(f["code"] == "position" for row in result.stats for f in row["flags"] if row["organ"] == "brainstem")
 
