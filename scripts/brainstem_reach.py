@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from mask_cache import cached_patients
 from openkbp_recipe import LABEL_IDS, OPENKBP
 from organseg.ct.orientation import Reorientation
 from organseg.ct.read import read_ct
@@ -46,24 +47,19 @@ def gaps_mm() -> dict[str, float]:
 
 def segmented(folders: list[Path], cache: Path | None) -> list[dict]:
     """Per patient: canonical predicted and manual masks of both organs, and the canonical spacing."""
-    segmenter, out = Segmenter(models=bundled_models_dir(), device="cpu", anchor_rules={"brainstem": False}), []
-    for folder in folders:
-        saved = cache / f"{folder.parent.name}_{folder.name}.npz" if cache else None
-        if saved is None or not saved.exists():
-            ct = read_ct(folder / "ct.nii.gz")
-            orient = Reorientation.of(ct)
-            labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
-            result = segmenter.segment(ct, list(ORGANS), source=str(folder))
-            arrays = {**{f"pred_{k}": orient.to_canonical(sitk.GetArrayFromImage(result.mask_image(k)) > 0)
-                         for k in ORGANS},
-                      **{f"ref_{k}": orient.to_canonical(labels == LABEL_IDS[k]) for k in ORGANS},
-                      "spacing": np.array(orient.spacing(ct))}
-            if saved is not None:
-                np.savez_compressed(saved, **arrays)
-        else:
-            arrays = dict(np.load(saved))
-        out.append({"case": folder.name, **arrays})
-    return out
+    segmenter = Segmenter(models=bundled_models_dir(), device="cpu", anchor_rules={"brainstem": False})
+
+    def compute(folder: Path) -> dict[str, np.ndarray]:
+        ct = read_ct(folder / "ct.nii.gz")
+        orient = Reorientation.of(ct)
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
+        result = segmenter.segment(ct, list(ORGANS), source=str(folder))
+        return {**{f"pred_{k}": orient.to_canonical(sitk.GetArrayFromImage(result.mask_image(k)) > 0)
+                   for k in ORGANS},
+                **{f"ref_{k}": orient.to_canonical(labels == LABEL_IDS[k]) for k in ORGANS},
+                "spacing": np.array(orient.spacing(ct))}
+
+    return cached_patients(folders, lambda f: cache / f"{f.parent.name}_{f.name}.npz" if cache else None, compute)
 
 
 def rows(patients: list[dict], reach_mm: float) -> list[dict]:

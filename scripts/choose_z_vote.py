@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from mask_cache import cached_patients
 from openkbp_recipe import LABEL_IDS, OPENKBP
 from organseg.ct.read import read_ct
 from organseg.method.model_package import ModelPackage, ModelStore, bundled_models_dir, write_package
@@ -43,22 +44,17 @@ def segmented(package: ModelPackage, folders: list[Path], cache: Path | None) ->
         if stamp.exists() and json.loads(stamp.read_text()) != identity:
             raise SystemExit(f"{cache}: holds masks of another network or threshold; use another --masks folder")
         stamp.write_text(json.dumps(identity) + "\n")
-    segmenter, out = Segmenter(models=package.path.parent, device="cpu"), []
-    for folder in folders:
-        saved = None if cache is None else cache / f"{folder.name}.npz"
-        if saved is None or not saved.exists():
-            ct = read_ct(folder / "ct.nii.gz")
-            result = segmenter.segment(ct, [package.organ.key], source=str(folder))
-            arrays = {"pred": sitk.GetArrayFromImage(result.mask_image(package.organ.key)) > 0,
-                      "ref": sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
-                      == LABEL_IDS[package.organ.key],
-                      "spacing": np.array(tuple(reversed(ct.GetSpacing())))}
-            if saved is not None:
-                np.savez_compressed(saved, **arrays)
-        else:
-            arrays = dict(np.load(saved))
-        out.append({"case": folder.name, **arrays})
-    return out
+    segmenter = Segmenter(models=package.path.parent, device="cpu")
+
+    def compute(folder: Path) -> dict[str, np.ndarray]:
+        ct = read_ct(folder / "ct.nii.gz")
+        result = segmenter.segment(ct, [package.organ.key], source=str(folder))
+        return {"pred": sitk.GetArrayFromImage(result.mask_image(package.organ.key)) > 0,
+                "ref": sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
+                == LABEL_IDS[package.organ.key],
+                "spacing": np.array(tuple(reversed(ct.GetSpacing())))}
+
+    return cached_patients(folders, lambda folder: None if cache is None else cache / f"{folder.name}.npz", compute)
 
 
 def metrics_rows(patients: list[dict], vote_mm: float) -> list[dict]:
