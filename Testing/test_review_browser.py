@@ -42,10 +42,15 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def start_review(*args: str) -> tuple[subprocess.Popen, str]:
-    """`organseg review ARGS --port 0` running; returns the process and the URL it prints once it listens."""
+def need_chromium() -> None:
+    """Skip, naming the package, where Debian's chromium is absent (before a server or browser is started)."""
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not found (Debian package chromium; .ci/run installs it)")
+
+
+def start_review(*args: str) -> tuple[subprocess.Popen, str]:
+    """`organseg review ARGS --port 0` running; returns the process and the URL it prints once it listens."""
+    need_chromium()
     server = subprocess.Popen([sys.executable, "-m", "organseg.cli", "review", *args, "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in server.stdout:
@@ -74,6 +79,7 @@ def served(review_cohort: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def browser_page():
     """A page of Debian's chromium, headless, with the test's waiting bounds."""
+    need_chromium()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1800, "height": 1000})
