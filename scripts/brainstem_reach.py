@@ -68,7 +68,7 @@ def rows(patients: list[dict], reach_mm: float) -> list[dict]:
     for p in patients:
         spacing = tuple(float(s) for s in p["spacing"])
         cord = axial_extent(p["pred_spinal_cord"])
-        brainstem = reach_down(p["pred_brainstem"], cord[1] if cord else None, int(reach_mm / spacing[0]))
+        brainstem = reach_down(p["pred_brainstem"], cord[1] if cord else None, reach_mm, spacing[0])
         out.append(patient_row(p["case"], brainstem, p["ref_brainstem"], spacing))
     return out
 

@@ -2,6 +2,7 @@
 segmented masks (scripts/choose_z_vote.py, scripts/brainstem_reach.py) does not segment the patients again."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,10 @@ def cached_patients(folders: list[Path], saved_as: Callable[[Path], Path | None]
             arrays = dict(np.load(saved))
         else:
             arrays = compute(folder)
-            if saved is not None:
-                np.savez_compressed(saved, **arrays)
+            if saved is not None:  # written whole or not at all: an interrupted run leaves no truncated file
+                partial = saved.with_name(saved.name + ".partial")
+                with partial.open("wb") as f:
+                    np.savez_compressed(f, **arrays)
+                os.replace(partial, saved)
         out.append({"case": folder.name, **arrays})
     return out

@@ -70,8 +70,8 @@ def test_the_brainstem_runs_after_the_spinal_cord_and_reaches_down_to_it(held_ou
     orient = Reorientation.of(ct)
     found, cord, before = (orient.to_canonical(sitk.GetArrayFromImage(r.mask_image(k)) > 0)
                            for r, k in ((result, "brainstem"), (result, "spinal_cord"), (plain, "brainstem")))
-    reach = int(RULES["brainstem"].reach_mm / ct.GetSpacing()[2])
-    expected = reach_down(before, int(np.flatnonzero(cord.any(axis=(1, 2)))[-1]), reach)
+    top = int(np.flatnonzero(cord.any(axis=(1, 2)))[-1])
+    expected = reach_down(before, top, RULES["brainstem"].reach_mm, ct.GetSpacing()[2])
     assert before.any() and (found == expected).all()
     assert not any(f["code"] == "position" for row in result.stats for f in row["flags"] if row["organ"] == "brainstem")
 

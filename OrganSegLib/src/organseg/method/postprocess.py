@@ -234,13 +234,13 @@ def level_slice(level: Level, extents: dict[str, tuple[int, int] | None], slice_
     return (extent[1] if level.edge == "top" else extent[0]) + int(round(level.margin_mm / slice_mm))
 
 
-def reach_down(mask: np.ndarray, level: int | None, reach_slices: int) -> np.ndarray:
+def reach_down(mask: np.ndarray, level: int | None, reach_mm: float, slice_mm: float) -> np.ndarray:
     """The canonical mask with its lowest slice repeated down to the slice above `level` where it ends at most
-    `reach_slices` above that slice; the mask itself otherwise."""
+    `reach_mm` (whole slices) above that slice; the mask itself otherwise."""
     if level is None or not mask.any():
         return mask
     lowest = int(np.flatnonzero(mask.any(axis=(1, 2)))[0])
-    if not 0 < lowest - (level + 1) <= reach_slices:
+    if not 0 < lowest - (level + 1) <= int(reach_mm / slice_mm):
         return mask
     out = mask.copy()
     out[max(level + 1, 0):lowest] = mask[lowest]
@@ -298,7 +298,7 @@ class AnchorRules:
         window, missing = self.window(key, extents, slice_mm, mask.shape[0])
         boxed, reaches = within_window(mask, window), RULES[key].reaches
         if window is not None and reaches is not None:
-            boxed = reach_down(boxed, level_slice(reaches, extents, slice_mm), int(RULES[key].reach_mm / slice_mm))
+            boxed = reach_down(boxed, level_slice(reaches, extents, slice_mm), RULES[key].reach_mm, slice_mm)
         return boxed, missing
 
     def clean(self, key: str, mask: np.ndarray, voxel_ml: float, slice_mm: float, vote_mm: float = 0.0
