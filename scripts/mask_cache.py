@@ -2,11 +2,12 @@
 segmented masks (scripts/choose_z_vote.py, scripts/brainstem_reach.py) does not segment the patients again."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from organseg.atomic import atomic_file
 
 
 def cached_patients(folders: list[Path], saved_as: Callable[[Path], Path | None],
@@ -21,9 +22,7 @@ def cached_patients(folders: list[Path], saved_as: Callable[[Path], Path | None]
         else:
             arrays = compute(folder)
             if saved is not None:  # written whole or not at all: an interrupted run leaves no truncated file
-                partial = saved.with_name(saved.name + ".partial")
-                with partial.open("wb") as f:
-                    np.savez_compressed(f, **arrays)
-                os.replace(partial, saved)
+                with atomic_file(saved, ".npz") as tmp:
+                    np.savez_compressed(tmp, **arrays)
         out.append({"case": folder.name, **arrays})
     return out
